@@ -1,0 +1,50 @@
+/* shardlab — the command dispatcher. Every command is one row of the table below. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "common/config_internal.h"
+
+static const sl_cli_command sl_commands[] = {
+    {"explain", sl_cmd_explain,
+     "print a plan: dtype table, precision and its provenance, layout, collectives, memory"},
+    {"ref", sl_cmd_ref, "train with the reference implementation (one process, W logical ranks)"},
+    {"curves", sl_cmd_curves, "print the loss curves of several runs side by side"},
+};
+
+#define SL_N_COMMANDS (sizeof sl_commands / sizeof sl_commands[0])
+
+static void sl_usage(FILE *f) {
+    fprintf(f, "usage: shardlab COMMAND [ARGS]   (shardlab COMMAND --help for its options)\n"
+               "commands:\n");
+    for (size_t i = 0; i < SL_N_COMMANDS; i++) {
+        fprintf(f, "  %-10s %s\n", sl_commands[i].name, sl_commands[i].help);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        sl_usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+        sl_usage(stdout);
+        return 0;
+    }
+    const char *nearest = NULL;
+    int nearest_d = 3; /* suggest only within two edits */
+    for (size_t i = 0; i < SL_N_COMMANDS; i++) {
+        if (!strcmp(name, sl_commands[i].name)) return sl_commands[i].run(argc - 2, argv + 2);
+        const int d = sl_config_edit_distance(name, sl_commands[i].name);
+        if (d < nearest_d) {
+            nearest_d = d;
+            nearest = sl_commands[i].name;
+        }
+    }
+    fprintf(stderr, "shardlab: error: unknown command '%s'", name);
+    if (nearest) fprintf(stderr, "; did you mean '%s'?", nearest);
+    fprintf(stderr, "\n");
+    sl_usage(stderr);
+    return 2;
+}
