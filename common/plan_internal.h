@@ -9,16 +9,6 @@
 /* plan_layout.c: fills plan->layout, n_buffers, buffers from strategy, dialect, G, model. */
 sl_status sl_plan_build_layout(sl_plan *plan, const sl_model_desc *model);
 
-/* Elements [start, end) of parameter `param` held by one shard rank. */
-typedef struct sl_shard_piece {
-    int param;
-    int64_t start, end;
-} sl_shard_piece;
-/* The param pieces (returned count; `pieces` has room for b->n_segments) and the padding
- * elements (*pad) that shard rank `shard_rank` owns of buffer b. */
-int sl_plan_shard_pieces(const sl_flat_buffer *b, int shard_rank, sl_shard_piece *pieces,
-                         int64_t *pad);
-
 /* Gathered elements of a unit: Σ numel_padded of its buffers that are not persistent. */
 int64_t sl_plan_unit_gather_numel(const sl_plan *plan, int unit);
 /* Whether the gradients (and optimizer states) are sharded across the shard group. */

@@ -169,7 +169,8 @@ int sl_plan_shard_pieces(const sl_flat_buffer *b, int shard_rank, sl_shard_piece
         } else {
             pieces[n++] = (sl_shard_piece){.param = seg->param,
                                            .start = seg->param_offset + (a - seg->flat_offset),
-                                           .end = seg->param_offset + (e - seg->flat_offset)};
+                                           .end = seg->param_offset + (e - seg->flat_offset),
+                                           .shard_offset = a - lo};
         }
     }
     return n;

@@ -44,10 +44,10 @@ void sl_ref_reduce_buffer(sl_ref_shards *s, float *const *const *local, sl_ref_r
     for (int r = 0; r < s->world; r++) {
         sl_ref_rank_shard *rs = &s->rank[r][b];
         for (int i = 0; i < rs->n_pieces; i++) {
-            const sl_ref_piece *pc = &rs->pieces[i];
+            const sl_shard_piece *pc = &rs->pieces[i];
             float *g = rs->grad + pc->shard_offset;
-            for (int64_t e = 0; e < pc->numel; e++) {
-                float x = sl_ref_reduce_element(plan, local, pc->param, pc->param_offset + e,
+            for (int64_t e = 0; e < (pc->end - pc->start); e++) {
+                float x = sl_ref_reduce_element(plan, local, pc->param, pc->start + e,
                                                 s->reverse_reduction_order);
                 if (mode == SL_REF_REDUCE_ASSIGN) {
                     g[e] = sl_round_to(x, md);

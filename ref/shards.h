@@ -10,17 +10,9 @@
 #include "shardlab/observe.h"
 #include "shardlab/plan.h"
 
-/* A run of parameter elements inside one rank's shard of one buffer. */
-typedef struct sl_ref_piece {
-    int param;
-    int64_t param_offset; /* element offset within the parameter (row-major, export layout) */
-    int64_t shard_offset; /* element offset within the rank's shard */
-    int64_t numel;
-} sl_ref_piece;
-
 typedef struct sl_ref_rank_shard {
     int n_pieces;
-    sl_ref_piece *pieces;
+    sl_shard_piece *pieces; /* the parameter elements in the shard (padding holds zeros) */
     float *master; /* (shard_numel,) master_dtype */
     float *m, *v;  /* (shard_numel,) optim_dtype */
     float *grad;   /* (shard_numel,) accum_dtype while accumulating reduced shards; master_dtype
@@ -40,9 +32,6 @@ typedef struct sl_ref_shards {
 sl_status sl_ref_shards_create(const sl_plan *plan, const sl_model_desc *model,
                                float *const *full, sl_observation *obs, sl_ref_shards **out);
 void sl_ref_shards_destroy(sl_ref_shards *s);
-
-/* Element offset where rank r's shard of buffer b starts in the flat buffer. */
-int64_t sl_ref_shard_start(const sl_plan *plan, int b, int rank);
 
 /* All-gather: writes the masters of parameters `params[0..n)` into full[p] rounded to the
  * plan's param_dtype, reading the shard group of replica 0 (replicas are identical). */

@@ -15,7 +15,7 @@ double sl_ref_run_loss_scale(const sl_ref_run *run) { return run->scaler.scale; 
     for (int r = 0; r < (run)->plan->world_size; r++)                                              \
         for (int b = 0; b < (run)->plan->n_buffers; b++)                                           \
             for (sl_ref_rank_shard *rs = &(run)->shards->rank[r][b]; rs; rs = NULL)                \
-                for (const sl_ref_piece *pc = rs->pieces; pc < rs->pieces + rs->n_pieces; pc++)
+                for (const sl_shard_piece *pc = rs->pieces; pc < rs->pieces + rs->n_pieces; pc++)
 
 static bool sl_ref_any_nonfinite(const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
@@ -47,7 +47,7 @@ static sl_status sl_ref_global_norm(sl_ref_run *run, double *norm) {
             const sl_ref_rank_shard *rs = &run->shards->rank[r][b];
             for (int i = 0; i < rs->n_pieces; i++) {
                 pieces[k++] = (sl_grad_piece){.data = rs->grad + rs->pieces[i].shard_offset,
-                                              .numel = rs->pieces[i].numel};
+                                              .numel = (rs->pieces[i].end - rs->pieces[i].start)};
             }
         }
         ranks[r].n_pieces = (int)(pieces + k - ranks[r].pieces);
@@ -87,7 +87,7 @@ sl_status sl_ref_run_optimizer_step(sl_ref_run *run, sl_trajectory_step *rec) {
 
     /* Reduced shards accumulated in accum_dtype reach the optimizer in master_dtype. */
     SL_REF_FOR_EACH_PIECE(run, r, b, rs, pc) {
-        sl_round_array(rs->grad + pc->shard_offset, (size_t)pc->numel, md);
+        sl_round_array(rs->grad + pc->shard_offset, (size_t)(pc->end - pc->start), md);
     }
 
     /* Overflow: GradScaler unscales first and detects on the way (unscale_); DeepSpeed checks the
@@ -96,11 +96,11 @@ sl_status sl_ref_run_optimizer_step(sl_ref_run *run, sl_trajectory_step *rec) {
     if (pr->loss_scale == SL_SCALER_TORCH_GRADSCALER) {
         const float inv = sl_ref_torch_inv_scale(scale);
         SL_REF_FOR_EACH_PIECE(run, r, b, rs, pc) {
-            overflow |= sl_ref_grads_unscale(rs->grad + pc->shard_offset, pc->numel, inv, md);
+            overflow |= sl_ref_grads_unscale(rs->grad + pc->shard_offset, (pc->end - pc->start), inv, md);
         }
     } else if (pr->loss_scale != SL_SCALER_NONE) {
         SL_REF_FOR_EACH_PIECE(run, r, b, rs, pc) {
-            overflow |= sl_ref_any_nonfinite(rs->grad + pc->shard_offset, pc->numel);
+            overflow |= sl_ref_any_nonfinite(rs->grad + pc->shard_offset, (pc->end - pc->start));
         }
     }
     const int last = plan->grad_accum_steps - 1;
@@ -134,10 +134,10 @@ sl_status sl_ref_run_optimizer_step(sl_ref_run *run, sl_trajectory_step *rec) {
         obs->dtype_table[SL_STAGE_OPTIMIZER_STEP] = md;
         SL_REF_FOR_EACH_PIECE(run, r, b, rs, pc) {
             float *g = rs->grad + pc->shard_offset;
-            sl_ref_clip_apply(pr->clip, coef, g, pc->numel, md);
+            sl_ref_clip_apply(pr->clip, coef, g, (pc->end - pc->start), md);
             SL_TRY(sl_ref_adamw_step(pr->adam, &plan->optim, rec->lr, step,
                                      rs->master + pc->shard_offset, g, rs->m + pc->shard_offset,
-                                     rs->v + pc->shard_offset, pc->numel, md));
+                                     rs->v + pc->shard_offset, (pc->end - pc->start), md));
         }
         run->applied_steps++;
         sl_ref_step_gathers(run);

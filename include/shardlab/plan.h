@@ -148,6 +148,18 @@ typedef struct sl_flat_buffer {
     bool persistent; /* ZeRO-3 params at or below the persistence threshold: kept gathered */
 } sl_flat_buffer;
 
+/* Elements [start, end) of parameter `param`, held by one shard rank at [shard_offset,
+ * shard_offset + end - start) of its shard. */
+typedef struct sl_shard_piece {
+    int param;
+    int64_t start, end;
+    int64_t shard_offset;
+} sl_shard_piece;
+/* The param pieces (returned count; `pieces` has room for b->n_segments) and the padding
+ * elements (*pad) that shard rank `shard_rank` owns of buffer b, in flat order. */
+int sl_plan_shard_pieces(const sl_flat_buffer *b, int shard_rank, sl_shard_piece *pieces,
+                         int64_t *pad);
+
 typedef enum sl_layout_kind {
     SL_LAYOUT_REPLICATED,     /* NO_SHARD / ZeRO-0 / DDP */
     SL_LAYOUT_FLAT_PER_UNIT,  /* FSDP1 */
