@@ -10,6 +10,13 @@ static const sl_cli_command sl_commands[] = {
      "print a plan: dtype table, precision and its provenance, layout, collectives, memory"},
     {"ref", sl_cmd_ref, "train with the reference implementation (one process, W logical ranks)"},
     {"curves", sl_cmd_curves, "print the loss curves of several runs side by side"},
+    {"config", sl_cmd_config, "write an Accelerate config file by answering questions"},
+    {"convert-config", sl_cmd_convert_config,
+     "convert a config between FSDP1, FSDP2 and DeepSpeed and list what still differs"},
+    {"estimate-memory", sl_cmd_estimate_memory,
+     "predicted bytes per rank and memory category for every strategy"},
+    {"env", sl_cmd_env, "versions, CPU, threads and configuration for a bug report"},
+    {"launch", sl_cmd_launch, "start W processes of a program through mpirun with the plan"},
 };
 
 #define SL_N_COMMANDS (sizeof sl_commands / sizeof sl_commands[0])

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "common/config_internal.h"
+#include "shardlab/config_file.h"
 
 typedef struct sl_config_item {
     const char *key; /* the canonical name, pointing into the key table */
@@ -119,6 +120,13 @@ sl_status sl_config_unknown_arg(const char *command, const char *arg,
     snprintf(name, sizeof name, "%s", arg + 2);
     char *eq = strchr(name, '=');
     if (eq) *eq = '\0';
+    const sl_config_key *k = sl_config_key_find(name);
+    if (k && sl_config_key_family(k) == SL_FAMILY_LAUNCH) {
+        return sl_error_set(SL_ERR_CONFIG,
+                            "'--%s' is an option of 'shardlab launch' (where processes run), not "
+                            "of 'shardlab %s'; remove it here",
+                            name, command);
+    }
     const char *hint = sl_config_suggest(name, command_flags);
     if (hint) {
         return sl_error_set(SL_ERR_CONFIG,
@@ -379,8 +387,85 @@ static int sl_is_bool_text(const char *text) {
     return sl_parse_bool(text, &unused);
 }
 
+static int sl_parse_double(const char *text, double *out) {
+    char *end;
+    errno = 0;
+    *out = strtod(text, &end);
+    return end != text && *end == '\0' && errno != ERANGE && isfinite(*out);
+}
+
+sl_status sl_config_check_value(const sl_config_key *k, const char *value, const char *where) {
+    bool b;
+    long long n;
+    double d;
+    switch (k->type) {
+    case SL_KEY_BOOL:
+        if (sl_parse_bool(value, &b)) return SL_OK;
+        return sl_error_set(SL_ERR_CONFIG,
+                            "%s (from %s): expected a boolean (true/false, yes/no, 1/0), found "
+                            "'%s'",
+                            k->name, where, value);
+    case SL_KEY_INT:
+        if (sl_parse_int(value, &n)) return SL_OK;
+        return sl_error_set(SL_ERR_CONFIG,
+                            "%s (from %s): expected an integer (at most 9e15 in magnitude), found "
+                            "'%s'",
+                            k->name, where, value);
+    case SL_KEY_FLOAT:
+        if (sl_parse_double(value, &d)) return SL_OK;
+        return sl_error_set(SL_ERR_CONFIG, "%s (from %s): expected a finite number, found '%s'",
+                            k->name, where, value);
+    case SL_KEY_ENUM:
+        if (sl_config_key_resolve_enum(k, value)) return SL_OK;
+        char allowed[512];
+        sl_enum_describe(k, allowed, sizeof allowed);
+        return sl_error_set(SL_ERR_CONFIG, "%s (from %s): unknown value '%s'; allowed: %s", k->name,
+                            where, value, allowed);
+    case SL_KEY_STRING: return SL_OK;
+    }
+    return SL_OK;
+}
+
+bool sl_config_values_equal(const sl_config_key *k, const char *a, const char *b) {
+    bool ba, bb;
+    long long na, nb;
+    double da, db;
+    switch (k->type) {
+    case SL_KEY_BOOL:
+        if (sl_parse_bool(a, &ba) && sl_parse_bool(b, &bb)) return ba == bb;
+        break;
+    case SL_KEY_INT:
+        if (sl_parse_int(a, &na) && sl_parse_int(b, &nb)) return na == nb;
+        break;
+    case SL_KEY_FLOAT:
+        if (sl_parse_double(a, &da) && sl_parse_double(b, &db)) return da == db;
+        break;
+    case SL_KEY_ENUM: {
+        const char *ca = sl_config_key_resolve_enum(k, a), *cb = sl_config_key_resolve_enum(k, b);
+        if (ca && cb) return ca == cb;
+        break;
+    }
+    case SL_KEY_STRING: break;
+    }
+    return strcmp(a, b) == 0;
+}
+
+/* After the flags: the files that --config_file and --deepspeed_config_file named, below them. */
+static sl_status sl_config_load_flag_files(sl_config *cfg, bool config_file, bool ds_file) {
+    if (config_file) {
+        SL_TRY(sl_config_load_file(cfg, sl_config_get(cfg, "config_file", NULL),
+                                   sl_config_get(cfg, "plan_name", NULL)));
+    }
+    if (ds_file) {
+        SL_TRY(
+            sl_config_load_deepspeed_file(cfg, sl_config_get(cfg, "deepspeed_config_file", NULL)));
+    }
+    return SL_OK;
+}
+
 sl_status sl_config_parse_args(sl_config *cfg, int argc, char **argv, char **rest, int *n_rest) {
     *n_rest = 0;
+    bool config_file = false, ds_file = false;
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--") == 0) {
@@ -398,7 +483,7 @@ sl_status sl_config_parse_args(sl_config *cfg, int argc, char **argv, char **res
             name[len - 2] = '\0';
             k = sl_config_key_find(name);
         }
-        if (!k) {
+        if (!k || sl_config_key_family(k) == SL_FAMILY_LAUNCH) {
             rest[(*n_rest)++] = argv[i];
             continue;
         }
@@ -414,6 +499,8 @@ sl_status sl_config_parse_args(sl_config *cfg, int argc, char **argv, char **res
             value = argv[++i];
         }
         SL_TRY(sl_config_set(cfg, k->name, value, &src));
+        config_file |= !strcmp(k->name, "config_file");
+        ds_file |= !strcmp(k->name, "deepspeed_config_file");
     }
-    return SL_OK;
+    return sl_config_load_flag_files(cfg, config_file, ds_file);
 }

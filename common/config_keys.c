@@ -1,8 +1,10 @@
 /* The configuration vocabulary: one row per key. Names are Accelerate's `accelerate launch` flags
  * without the dashes (commands/launch.py, accelerate 1.15.0.dev0) where Accelerate has the knob;
  * DeepSpeed JSON knobs use DeepSpeed's own names (runtime/zero/config.py, fp16 section, 0.19.6);
- * the rest are shardlab's. Every frontend (flags, config files, environment) fills the same
- * store through this table, and the plan compiler reads defaults from it. */
+ * the rest are shardlab's. Defaults of Accelerate keys are accelerate launch's (accelerate-facts.md
+ * §1.3, §1.4), of DeepSpeed keys DeepSpeed's (fsdp-zero-semantics.md §3.0). Every frontend (flags,
+ * config files, environment) fills the same store through this table, and the plan compiler reads
+ * defaults from it. */
 #include <ctype.h>
 #include <string.h>
 
@@ -39,6 +41,22 @@ static const char *const sl_prefetch_aliases[] = {"1=BACKWARD_PRE", "2=BACKWARD_
 static const char *const sl_devices[] = {"none", "cpu", NULL};
 static const char *const sl_loss_norms[] = {"global_tokens", "per_microbatch_mean", NULL};
 static const char *const sl_schedules[] = {"constant", "warmup_cosine", "warmup_linear", NULL};
+/* DeepSpeed's scheduler.type names for the same shapes (runtime/lr_schedules.py) */
+static const char *const sl_schedule_aliases[] = {
+    "WarmupLR=constant", "WarmupDecayLR=warmup_linear", "WarmupCosineLR=warmup_cosine", NULL};
+static const char *const sl_warmup_types[] = {"linear", "log", NULL};
+static const char *const sl_optimizers[] = {"AdamW", "Adam", NULL};
+static const char *const sl_distributed_types[] = {"NO",   "MULTI_CPU", "MULTI_GPU",
+                                                   "FSDP", "DEEPSPEED", NULL};
+static const char *const sl_compute_envs[] = {"LOCAL_MACHINE", "AMAZON_SAGEMAKER", NULL};
+static const char *const sl_wrap_policies[] = {"TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP",
+                                               "NO_WRAP", NULL};
+static const char *const sl_state_dict_types[] = {"FULL_STATE_DICT", "LOCAL_STATE_DICT",
+                                                  "SHARDED_STATE_DICT", NULL};
+static const char *const sl_state_dict_aliases[] = {"1=FULL_STATE_DICT", "2=LOCAL_STATE_DICT",
+                                                    "3=SHARDED_STATE_DICT", NULL};
+static const char *const sl_ds_launchers[] = {"pdsh",  "standard", "openmpi", "mvapich",
+                                              "mpich", "nossh",    "slurm",   NULL};
 
 #define SL_ROW(name_, type_, allowed_, aliases_, dflt_, family_, help_)                            \
     { {name_, type_, allowed_, aliases_, help_}, dflt_, family_ }
@@ -66,6 +84,17 @@ static const sl_key_row sl_key_rows[] = {
            "per_microbatch_mean: each micro-step's mean × 1/k (what Accelerate does)."),
     SL_ROW("deterministic", SL_KEY_BOOL, NULL, NULL, "false", SL_FAMILY_COMMON,
            "Reduce in rank order with a running sum in reduce_dtype (bit-reproducible)."),
+    SL_ROW("distributed_type", SL_KEY_ENUM, sl_distributed_types, NULL, NULL, SL_FAMILY_COMMON,
+           "Accelerate's distributed_type: FSDP and DEEPSPEED pick the dialect when neither "
+           "use_fsdp nor use_deepspeed is given; NO means one process. Default: from the "
+           "use_* flags."),
+
+    /* config files (config_file.h) */
+    SL_ROW("config_file", SL_KEY_STRING, NULL, NULL, NULL, SL_FAMILY_COMMON,
+           "An Accelerate config (YAML or JSON) or a DeepSpeed JSON file whose keys fill the "
+           "configuration below the flags."),
+    SL_ROW("plan_name", SL_KEY_STRING, NULL, NULL, NULL, SL_FAMILY_COMMON,
+           "The entry of the config file's deepspeed_configs map to use (default: the first)."),
 
     /* FSDP (Accelerate fsdp_config / --fsdp_* flags) */
     SL_ROW("fsdp_version", SL_KEY_INT, NULL, NULL, "1", SL_FAMILY_FSDP,
@@ -97,6 +126,26 @@ static const sl_key_row sl_key_rows[] = {
            "FSDP2 always prefetches one unit ahead."),
     SL_ROW("fsdp_limit_all_gathers", SL_KEY_BOOL, NULL, NULL, "true", SL_FAMILY_FSDP,
            "At most two all-gathers in flight (the FSDP rate limiter)."),
+    SL_ROW("fsdp_auto_wrap_policy", SL_KEY_ENUM, sl_wrap_policies, NULL, "TRANSFORMER_BASED_WRAP",
+           SL_FAMILY_FSDP,
+           "Which modules become FSDP units. shardlab wraps each transformer block "
+           "(TRANSFORMER_BASED_WRAP); the other policies are rejected."),
+    SL_ROW("fsdp_transformer_layer_cls_to_wrap", SL_KEY_STRING, NULL, NULL, NULL, SL_FAMILY_FSDP,
+           "Comma-separated block class names; the GPT-2 model's block is GPT2Block. Default: "
+           "the model's own blocks (_no_split_modules)."),
+    SL_ROW("fsdp_min_num_params", SL_KEY_INT, NULL, NULL, "100000000", SL_FAMILY_FSDP,
+           "SIZE_BASED_WRAP threshold (recorded; shardlab wraps by transformer block)."),
+    SL_ROW("fsdp_state_dict_type", SL_KEY_ENUM, sl_state_dict_types, sl_state_dict_aliases, NULL,
+           SL_FAMILY_FSDP,
+           "Checkpoint layout (names or 1-3). Default: FULL_STATE_DICT (FSDP1), "
+           "SHARDED_STATE_DICT (FSDP2, which has no LOCAL_STATE_DICT)."),
+    SL_ROW("fsdp_cpu_ram_efficient_loading", SL_KEY_BOOL, NULL, NULL, "true", SL_FAMILY_FSDP,
+           "Rank 0 loads the weights and broadcasts them; needs fsdp_sync_module_states."),
+    SL_ROW("fsdp_sync_module_states", SL_KEY_BOOL, NULL, NULL, "true", SL_FAMILY_FSDP,
+           "FSDP1: broadcast rank 0's parameters at wrap time."),
+    SL_ROW("fsdp_activation_checkpointing", SL_KEY_BOOL, NULL, NULL, "false", SL_FAMILY_FSDP,
+           "Recompute block activations in backward (recorded; the memory prediction keeps "
+           "every activation)."),
 
     /* DeepSpeed (Accelerate deepspeed_config / ZeRO JSON) */
     SL_ROW("zero_stage", SL_KEY_INT, NULL, NULL, "2", SL_FAMILY_DEEPSPEED,
@@ -129,6 +178,60 @@ static const sl_key_row sl_key_rows[] = {
            "fp16 dynamic scaling: refill hysteresis after every clean step."),
     SL_ROW("min_loss_scale", SL_KEY_FLOAT, NULL, NULL, "1", SL_FAMILY_DEEPSPEED,
            "fp16 dynamic scaling: lowest scale."),
+    SL_ROW("deepspeed_config_file", SL_KEY_STRING, NULL, NULL, NULL, SL_FAMILY_DEEPSPEED,
+           "A DeepSpeed JSON config whose keys fill the configuration below the flags."),
+    SL_ROW("fp16_enabled", SL_KEY_BOOL, NULL, NULL, NULL, SL_FAMILY_DEEPSPEED,
+           "DeepSpeed fp16.enabled. Default: follows mixed_precision."),
+    SL_ROW("bf16_enabled", SL_KEY_BOOL, NULL, NULL, NULL, SL_FAMILY_DEEPSPEED,
+           "DeepSpeed bf16.enabled. Default: follows mixed_precision."),
+    SL_ROW("train_batch_size", SL_KEY_INT, NULL, NULL, NULL, SL_FAMILY_DEEPSPEED,
+           "Global batch: must equal micro_batch_size x gradient_accumulation_steps x "
+           "num_processes; with one of those unset, DeepSpeed derives it from this."),
+    SL_ROW("steps_per_print", SL_KEY_INT, NULL, NULL, "10", SL_FAMILY_DEEPSPEED,
+           "DeepSpeed progress-report interval (recorded)."),
+    SL_ROW("wall_clock_breakdown", SL_KEY_BOOL, NULL, NULL, "false", SL_FAMILY_DEEPSPEED,
+           "DeepSpeed per-phase timers (recorded)."),
+    SL_ROW("zero3_init_flag", SL_KEY_BOOL, NULL, NULL, NULL, SL_FAMILY_DEEPSPEED,
+           "deepspeed.zero.Init: create ZeRO-3 parameters already partitioned. Default: true at "
+           "stage 3 (Accelerate)."),
+    SL_ROW("zero3_save_16bit_model", SL_KEY_BOOL, NULL, NULL, "false", SL_FAMILY_DEEPSPEED,
+           "Gather 16-bit weights when saving the model (DeepSpeed "
+           "stage3_gather_16bit_weights_on_model_save)."),
+    SL_ROW("offload_optimizer_nvme_path", SL_KEY_STRING, NULL, NULL, NULL, SL_FAMILY_DEEPSPEED,
+           "NVMe directory for offload_optimizer_device nvme (recorded; nvme is not supported)."),
+    SL_ROW("offload_param_nvme_path", SL_KEY_STRING, NULL, NULL, NULL, SL_FAMILY_DEEPSPEED,
+           "NVMe directory for offload_param_device nvme (recorded; nvme is not supported)."),
+    SL_ROW("reduce_bucket_size", SL_KEY_INT, NULL, NULL, "500000000", SL_FAMILY_DEEPSPEED,
+           "Elements per gradient-reduction bucket (recorded; the plan counts one bucket)."),
+    SL_ROW("allgather_bucket_size", SL_KEY_INT, NULL, NULL, "500000000", SL_FAMILY_DEEPSPEED,
+           "ZeRO-1/2 elements per parameter all-gather bucket (recorded)."),
+    SL_ROW("overlap_comm", SL_KEY_BOOL, NULL, NULL, NULL, SL_FAMILY_DEEPSPEED,
+           "Overlap gradient reduction with backward (recorded). Default: true at stage 3 only."),
+    SL_ROW("contiguous_gradients", SL_KEY_BOOL, NULL, NULL, "true", SL_FAMILY_DEEPSPEED,
+           "Copy gradients into one contiguous buffer as they are produced (recorded)."),
+    SL_ROW("stage3_prefetch_bucket_size", SL_KEY_INT, NULL, NULL, "50000000", SL_FAMILY_DEEPSPEED,
+           "ZeRO-3 elements prefetched ahead of use (recorded)."),
+    SL_ROW("stage3_max_live_parameters", SL_KEY_INT, NULL, NULL, "1000000000", SL_FAMILY_DEEPSPEED,
+           "ZeRO-3 gathered elements kept at most (recorded)."),
+    SL_ROW("stage3_max_reuse_distance", SL_KEY_INT, NULL, NULL, "1000000000", SL_FAMILY_DEEPSPEED,
+           "ZeRO-3: keep a parameter gathered when it is reused within this distance (recorded)."),
+    SL_ROW("zero_hpz_partition_size", SL_KEY_INT, NULL, NULL, "1", SL_FAMILY_DEEPSPEED,
+           "ZeRO++ hpZ: ranks holding a secondary parameter partition (a machine's GPUs); > 1 "
+           "only at stage 3, and it must divide num_processes."),
+    SL_ROW("optimizer_type", SL_KEY_ENUM, sl_optimizers, NULL, "AdamW", SL_FAMILY_DEEPSPEED,
+           "DeepSpeed optimizer.type; \"Adam\" is AdamW unless adam_w_mode is false."),
+    SL_ROW("adam_w_mode", SL_KEY_BOOL, NULL, NULL, "true", SL_FAMILY_DEEPSPEED,
+           "optimizer.params.adam_w_mode: decoupled weight decay (false: L2, which shardlab "
+           "supports only with weight_decay 0)."),
+    SL_ROW("torch_adam", SL_KEY_BOOL, NULL, NULL, "false", SL_FAMILY_DEEPSPEED,
+           "optimizer.params.torch_adam: torch.optim.AdamW instead of FusedAdam."),
+    SL_ROW("warmup_type", SL_KEY_ENUM, sl_warmup_types, NULL, "linear", SL_FAMILY_DEEPSPEED,
+           "scheduler.params.warmup_type; shardlab's schedules warm up linearly (DeepSpeed's "
+           "default, log, is rejected when there is a warmup)."),
+    SL_ROW("warmup_min_lr", SL_KEY_FLOAT, NULL, NULL, "0", SL_FAMILY_DEEPSPEED,
+           "scheduler.params.warmup_min_lr; shardlab's warmups start at 0."),
+    SL_ROW("warmup_min_ratio", SL_KEY_FLOAT, NULL, NULL, "0", SL_FAMILY_DEEPSPEED,
+           "WarmupCosineLR's warmup_min_ratio; shardlab's warmups start at 0."),
 
     /* the run */
     SL_ROW("micro_batch_size", SL_KEY_INT, NULL, NULL, "4", SL_FAMILY_COMMON,
@@ -148,8 +251,9 @@ static const sl_key_row sl_key_rows[] = {
     SL_ROW("adam_beta2", SL_KEY_FLOAT, NULL, NULL, "0.999", SL_FAMILY_COMMON, "Adam beta2."),
     SL_ROW("adam_epsilon", SL_KEY_FLOAT, NULL, NULL, "1e-8", SL_FAMILY_COMMON,
            "Adam epsilon (added after sqrt(v_hat))."),
-    SL_ROW("lr_scheduler", SL_KEY_ENUM, sl_schedules, NULL, "constant", SL_FAMILY_COMMON,
-           "Learning-rate schedule."),
+    SL_ROW("lr_scheduler", SL_KEY_ENUM, sl_schedules, sl_schedule_aliases, "constant",
+           SL_FAMILY_COMMON,
+           "Learning-rate schedule (DeepSpeed scheduler.type names are aliases)."),
     SL_ROW("warmup_steps", SL_KEY_INT, NULL, NULL, "0", SL_FAMILY_COMMON,
            "Linear warmup steps of the warmup_* schedules."),
     SL_ROW("min_lr_ratio", SL_KEY_FLOAT, NULL, NULL, "0.0", SL_FAMILY_COMMON,
@@ -157,6 +261,38 @@ static const sl_key_row sl_key_rows[] = {
     SL_ROW("max_grad_norm", SL_KEY_FLOAT, NULL, NULL, "0", SL_FAMILY_TORCH,
            "DDP/FSDP global-norm clipping (accelerator.clip_grad_norm_); 0 = off. DeepSpeed "
            "clips with gradient_clipping."),
+
+    /* where processes run: read by `shardlab launch`, filled by config files */
+    SL_ROW("compute_environment", SL_KEY_ENUM, sl_compute_envs, NULL, "LOCAL_MACHINE",
+           SL_FAMILY_LAUNCH, "[launch] Accelerate's compute_environment (only this machine runs)."),
+    SL_ROW("machine_rank", SL_KEY_INT, NULL, NULL, "0", SL_FAMILY_LAUNCH,
+           "[launch] This machine's index among num_machines."),
+    SL_ROW("main_process_ip", SL_KEY_STRING, NULL, NULL, NULL, SL_FAMILY_LAUNCH,
+           "[launch] Address of machine 0."),
+    SL_ROW("main_process_port", SL_KEY_INT, NULL, NULL, NULL, SL_FAMILY_LAUNCH,
+           "[launch] Port of machine 0 (Accelerate: 29500)."),
+    SL_ROW("rdzv_backend", SL_KEY_STRING, NULL, NULL, "static", SL_FAMILY_LAUNCH,
+           "[launch] Accelerate's rendezvous backend (recorded)."),
+    SL_ROW("same_network", SL_KEY_BOOL, NULL, NULL, NULL, SL_FAMILY_LAUNCH,
+           "[launch] Whether all machines share a local network (recorded)."),
+    SL_ROW("gpu_ids", SL_KEY_STRING, NULL, NULL, "all", SL_FAMILY_LAUNCH,
+           "[launch] Comma-separated GPU ids this machine uses."),
+    SL_ROW("use_cpu", SL_KEY_BOOL, NULL, NULL, "false", SL_FAMILY_LAUNCH,
+           "[launch] Run on CPU even where a GPU is present."),
+    SL_ROW("debug", SL_KEY_BOOL, NULL, NULL, "false", SL_FAMILY_LAUNCH,
+           "[launch] Check every collective's signature across ranks."),
+    SL_ROW("enable_cpu_affinity", SL_KEY_BOOL, NULL, NULL, "false", SL_FAMILY_LAUNCH,
+           "[launch] Pin each rank to the cores near its device."),
+    SL_ROW("mpirun_hostfile", SL_KEY_STRING, NULL, NULL, NULL, SL_FAMILY_LAUNCH,
+           "[launch] Open MPI hostfile (Accelerate mpirun_config.mpirun_hostfile)."),
+    SL_ROW("deepspeed_hostfile", SL_KEY_STRING, NULL, NULL, NULL, SL_FAMILY_LAUNCH,
+           "[launch] Hostfile of a multi-machine DeepSpeed job."),
+    SL_ROW("deepspeed_multinode_launcher", SL_KEY_ENUM, sl_ds_launchers, NULL, "pdsh",
+           SL_FAMILY_LAUNCH, "[launch] Accelerate's multi-machine DeepSpeed launcher (recorded)."),
+    SL_ROW("deepspeed_exclusion_filter", SL_KEY_STRING, NULL, NULL, NULL, SL_FAMILY_LAUNCH,
+           "[launch] Hosts or GPUs to exclude (recorded)."),
+    SL_ROW("deepspeed_inclusion_filter", SL_KEY_STRING, NULL, NULL, NULL, SL_FAMILY_LAUNCH,
+           "[launch] Hosts or GPUs to include (recorded)."),
 };
 
 #define SL_KEY_COUNT (sizeof sl_key_rows / sizeof sl_key_rows[0])

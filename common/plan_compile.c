@@ -10,6 +10,7 @@
 #include "common/config_internal.h"
 #include "common/plan_internal.h"
 #include "common/plan_read.h"
+#include "shardlab/log.h"
 
 /* A key of another sharding family is a mistake (a ZeRO stage under FSDP, an FSDP option under
  * DDP): reject it, naming where it was set. */
@@ -46,6 +47,7 @@ static sl_status sl_plan_read_dialect(sl_plan_reader *rd) {
     bool fsdp, ds;
     SL_TRY(sl_plan_read_bool(rd, "use_fsdp", &fsdp));
     SL_TRY(sl_plan_read_bool(rd, "use_deepspeed", &ds));
+    SL_TRY(sl_plan_dialect_from_type(rd, &fsdp, &ds));
     if (fsdp && ds) {
         return sl_error_set(SL_ERR_CONFIG,
                             "use_fsdp (from %s) and use_deepspeed (from %s) are exclusive: a plan "
@@ -85,13 +87,46 @@ static sl_status sl_plan_read_world(sl_plan_reader *rd) {
     }
     plan->world_size = (int)w;
     plan->num_machines = (int)m;
-    return SL_OK;
+    return sl_plan_check_distributed_type(rd);
+}
+
+/* The strategy name accelerate config's FSDP1 questions store under fsdp_reshard_after_forward
+ * (accelerate-facts.md §1.3), or NULL when the key holds a truth value or nothing. */
+static const char *sl_plan_reshard_strategy_name(const sl_plan_reader *rd) {
+    const char *v = sl_config_get(rd->cfg, "fsdp_reshard_after_forward", NULL);
+    const sl_config_key *bool_key = sl_config_key_find("fsdp_reshard_after_forward");
+    if (!v || sl_config_values_equal(bool_key, v, "true") ||
+        sl_config_values_equal(bool_key, v, "false")) {
+        return NULL;
+    }
+    return sl_config_key_resolve_enum(sl_config_key_find("fsdp_sharding_strategy"), v);
 }
 
 /* FSDP1 keeps torch's ShardingStrategy; fsdp_reshard_after_forward only stands in for it when it
  * is absent (Accelerate's FullyShardedDataParallelPlugin reads it only then). */
 static sl_status sl_plan_fsdp1_strategy(sl_plan_reader *rd, const char **name) {
     const bool named = sl_plan_is_set(rd, "fsdp_sharding_strategy");
+    const char *in_reshard = sl_plan_reshard_strategy_name(rd);
+    if (in_reshard) {
+        if (named) {
+            const char *given;
+            SL_TRY(sl_plan_read_enum(rd, "fsdp_sharding_strategy", &given));
+            if (strcmp(given, in_reshard) != 0) {
+                return sl_error_set(SL_ERR_CONFIG,
+                                    "fsdp_reshard_after_forward = %s (from %s) contradicts "
+                                    "fsdp_sharding_strategy = %s (from %s); drop one of them",
+                                    in_reshard, sl_plan_src(rd, "fsdp_reshard_after_forward"),
+                                    given, sl_plan_src(rd, "fsdp_sharding_strategy"));
+            }
+        } else {
+            SL_LOG_INFO("fsdp_reshard_after_forward = %s (from %s) is read as FSDP1's sharding "
+                        "strategy, as accelerate config writes it (accelerate launch would pass "
+                        "its default FULL_SHARD instead unless fsdp_sharding_strategy is given)",
+                        in_reshard, sl_plan_src(rd, "fsdp_reshard_after_forward"));
+        }
+        *name = in_reshard;
+        return SL_OK;
+    }
     if (!named && sl_plan_is_set(rd, "fsdp_reshard_after_forward")) {
         bool reshard;
         SL_TRY(sl_plan_read_bool(rd, "fsdp_reshard_after_forward", &reshard));
@@ -123,6 +158,16 @@ static sl_status sl_plan_fsdp1_strategy(sl_plan_reader *rd, const char **name) {
  * 2-D (replicate, shard) mesh gives HSDP. Names are accepted where they mean one of those
  * (`accelerate to-fsdp2` maps them the same way). */
 static sl_status sl_plan_fsdp2_strategy(sl_plan_reader *rd, const char **name) {
+    const char *in_reshard = sl_plan_reshard_strategy_name(rd);
+    if (in_reshard) {
+        return sl_error_set(SL_ERR_CONFIG,
+                            "fsdp_reshard_after_forward = %s (from %s) must be a boolean with "
+                            "FSDP2 (fsdp_version = 2 from %s): true reshards after forward "
+                            "(FULL_SHARD), false keeps parameters gathered (SHARD_GRAD_OP); "
+                            "Accelerate refuses a strategy name here too",
+                            in_reshard, sl_plan_src(rd, "fsdp_reshard_after_forward"),
+                            sl_plan_src(rd, "fsdp_version"));
+    }
     bool reshard;
     SL_TRY(sl_plan_read_bool(rd, "fsdp_reshard_after_forward", &reshard));
     if (!sl_plan_is_set(rd, "fsdp_sharding_strategy")) {
@@ -198,15 +243,17 @@ static sl_status sl_plan_reject_fsdp1_only(sl_plan_reader *rd, const char *key) 
                         key, sl_plan_src(rd, key), sl_plan_src(rd, "fsdp_version"));
 }
 
-static sl_status sl_plan_read_fsdp_options(sl_plan_reader *rd) {
+static sl_status sl_plan_read_fsdp_options(sl_plan_reader *rd, const sl_model_desc *model) {
     sl_plan *plan = rd->plan;
     bool offload;
+    SL_TRY(sl_plan_check_fsdp_keys(rd, model));
     SL_TRY(sl_plan_read_bool(rd, "fsdp_offload_params", &offload));
     plan->offload_params = plan->offload_optimizer = offload;
     if (plan->dialect == SL_DIALECT_FSDP2) {
         SL_TRY(sl_plan_reject_fsdp1_only(rd, "fsdp_use_orig_params"));
         SL_TRY(sl_plan_reject_fsdp1_only(rd, "fsdp_backward_prefetch"));
         SL_TRY(sl_plan_reject_fsdp1_only(rd, "fsdp_limit_all_gathers"));
+        SL_TRY(sl_plan_reject_fsdp1_only(rd, "fsdp_sync_module_states"));
         bool fwd;
         SL_TRY(sl_plan_read_bool(rd, "fsdp_forward_prefetch", &fwd));
         if (fwd) {
@@ -236,6 +283,7 @@ static sl_status sl_plan_read_fsdp_options(sl_plan_reader *rd) {
 static sl_status sl_plan_read_deepspeed_options(sl_plan_reader *rd) {
     sl_plan *plan = rd->plan;
     const char *opt_dev, *param_dev;
+    SL_TRY(sl_plan_check_deepspeed_keys(rd));
     SL_TRY(sl_plan_read_enum(rd, "offload_optimizer_device", &opt_dev));
     SL_TRY(sl_plan_read_enum(rd, "offload_param_device", &param_dev));
     plan->offload_optimizer = !strcmp(opt_dev, "cpu");
@@ -267,10 +315,9 @@ static sl_status sl_plan_read_run(sl_plan_reader *rd, const sl_model_desc *model
     sl_plan *plan = rd->plan;
     long long k, b, t, steps, seed;
     const char *norm;
-    SL_TRY(sl_plan_read_int(rd, "gradient_accumulation_steps", 1, 1 << 20, &k));
+    SL_TRY(sl_plan_read_batch(rd, &b, &k));
     SL_TRY(sl_plan_read_enum(rd, "loss_normalization", &norm));
     SL_TRY(sl_plan_read_bool(rd, "deterministic", &plan->deterministic));
-    SL_TRY(sl_plan_read_int(rd, "micro_batch_size", 1, 1 << 20, &b));
     SL_TRY(sl_plan_read_int(rd, "seq_len", 1, 1 << 30, &t));
     SL_TRY(sl_plan_read_int(rd, "max_steps", 1, INT_MAX, &steps));
     SL_TRY(sl_plan_read_int(rd, "seed", 0, LLONG_MAX, &seed));
@@ -299,8 +346,12 @@ static sl_status sl_plan_read_optim(sl_plan_reader *rd) {
     long long warmup;
     const char *sched;
     SL_TRY(sl_plan_read_double(rd, "lr", NULL, 0.0, big, &o->lr));
-    /* torch.optim.AdamW defaults weight_decay to 0.01, DeepSpeed's FusedAdam to 0 */
-    SL_TRY(sl_plan_read_double(rd, "weight_decay", ds ? "0" : "0.01", 0.0, big, &o->weight_decay));
+    /* torch.optim.AdamW defaults weight_decay to 0.01, DeepSpeed's FusedAdam to 0; DeepSpeed's
+     * torch_adam hands its params to torch.optim.AdamW */
+    bool torch_adam = false;
+    if (ds) SL_TRY(sl_plan_read_bool(rd, "torch_adam", &torch_adam));
+    SL_TRY(sl_plan_read_double(rd, "weight_decay", ds && !torch_adam ? "0" : "0.01", 0.0, big,
+                               &o->weight_decay));
     SL_TRY(sl_plan_read_double(rd, "adam_beta1", NULL, 0.0, 1.0, &o->beta1));
     SL_TRY(sl_plan_read_double(rd, "adam_beta2", NULL, 0.0, 1.0, &o->beta2));
     SL_TRY(sl_plan_read_double(rd, "adam_epsilon", NULL, 0.0, 1.0, &o->eps));
@@ -318,6 +369,7 @@ static sl_status sl_plan_read_optim(sl_plan_reader *rd) {
                   : !strcmp(sched, "warmup_linear") ? SL_LR_WARMUP_LINEAR
                                                     : SL_LR_CONSTANT;
     o->warmup_steps = (int)warmup;
+    if (ds) SL_TRY(sl_plan_check_deepspeed_optim(rd));
     return sl_plan_read_double(rd, ds ? "gradient_clipping" : "max_grad_norm", NULL, 0.0, big,
                                &o->max_grad_norm);
 }
@@ -344,7 +396,7 @@ static sl_status sl_plan_compile_into(sl_plan_reader *rd, const sl_model_desc *m
     SL_TRY(sl_plan_read_world(rd));
     SL_TRY(sl_plan_read_strategy(rd));
     if (plan->dialect == SL_DIALECT_FSDP1 || plan->dialect == SL_DIALECT_FSDP2) {
-        SL_TRY(sl_plan_read_fsdp_options(rd));
+        SL_TRY(sl_plan_read_fsdp_options(rd, model));
     }
     if (plan->dialect == SL_DIALECT_DEEPSPEED) SL_TRY(sl_plan_read_deepspeed_options(rd));
     SL_TRY(sl_plan_read_run(rd, model));
@@ -372,13 +424,23 @@ sl_status sl_plan_compile(const sl_config *cfg, const sl_model_desc *model, sl_p
     sl_plan *plan = calloc(1, sizeof *plan);
     if (!plan) return sl_error_set(SL_ERR_OOM, "out of memory compiling a plan");
     sl_plan_reader *rd = calloc(1, sizeof *rd);
-    sl_status st = rd ? sl_config_clone(cfg, &plan->config)
+    sl_config *work = NULL;
+    sl_plan_autos autos = {0};
+    /* what the compiler reads: the user's entries without the sections of another dialect and
+     * without "auto" (resolved after compiling) */
+    sl_status st = rd ? sl_config_clone(cfg, &work)
                       : sl_error_set(SL_ERR_OOM, "out of memory compiling a plan");
+    if (st == SL_OK) st = sl_plan_strip_inactive(work);
+    if (st == SL_OK) st = sl_plan_autos_strip(work, model, &autos);
+    if (st == SL_OK) st = sl_config_clone(work, &plan->config);
     if (st == SL_OK) {
-        rd->cfg = cfg;
+        rd->cfg = work;
         rd->plan = plan;
         st = sl_plan_compile_into(rd, model);
     }
+    if (st == SL_OK) st = sl_plan_autos_resolve(plan, &autos);
+    sl_plan_autos_free(&autos);
+    sl_config_destroy(work);
     free(rd);
     if (st != SL_OK) {
         sl_plan_destroy(plan);

@@ -320,13 +320,61 @@ static sl_status sl_precision_deepspeed(sl_plan_reader *rd, const sl_mixed_preci
     sl_why(plan, SL_PREC_CLIP,
            "DeepSpeed: c = ((norm / scale) + 1e-6) / max, clamped >= 1, "
            "grads *= 1 / (c * scale)");
-    p->adam = SL_ADAM_DS_FUSED;
-    sl_why(plan, SL_PREC_ADAM,
-           "FusedAdam in adam_w_mode (DeepSpeed's \"Adam\" is AdamW): bias "
-           "corrections in float");
+    bool torch_adam;
+    SL_TRY(sl_plan_read_bool(rd, "torch_adam", &torch_adam));
+    p->adam = torch_adam ? SL_ADAM_TORCH : SL_ADAM_DS_FUSED;
+    if (torch_adam) {
+        sl_why(plan, SL_PREC_ADAM,
+               "torch_adam = true (from %s): DeepSpeed steps torch.optim.AdamW, bias corrections "
+               "in double",
+               sl_plan_src(rd, "torch_adam"));
+    } else {
+        sl_why(plan, SL_PREC_ADAM,
+               "FusedAdam in adam_w_mode (DeepSpeed's \"Adam\" is AdamW): bias "
+               "corrections in float");
+    }
     p->upcast_sharded_params = false;
     sl_why(plan, SL_PREC_UPCAST_SHARDED_PARAMS, "off: not FSDP");
     return sl_precision_deepspeed_scaler(rd, mp);
+}
+
+/* Under DeepSpeed the JSON's fp16/bf16 sections give the dtype; mixed_precision must agree with
+ * an enabled one (Accelerate: "`--mixed_precision` arg cannot be set to X when Y is set in the
+ * DeepSpeed config file") and may pick the dtype when the sections leave it open. */
+static sl_status sl_precision_deepspeed_enabled(sl_plan_reader *rd, sl_mixed_precision *mp) {
+    bool fp16 = false, bf16 = false;
+    if (sl_plan_is_set(rd, "fp16_enabled")) SL_TRY(sl_plan_read_bool(rd, "fp16_enabled", &fp16));
+    if (sl_plan_is_set(rd, "bf16_enabled")) SL_TRY(sl_plan_read_bool(rd, "bf16_enabled", &bf16));
+    if (fp16 && bf16) {
+        return sl_error_set(SL_ERR_CONFIG,
+                            "fp16_enabled (from %s) and bf16_enabled (from %s) are both true: "
+                            "DeepSpeed trains in one of them; disable one",
+                            sl_plan_src(rd, "fp16_enabled"), sl_plan_src(rd, "bf16_enabled"));
+    }
+    const bool mp_set = sl_plan_is_set(rd, "mixed_precision");
+    if (fp16 || bf16) {
+        const char *key = fp16 ? "fp16_enabled" : "bf16_enabled";
+        const char *name = fp16 ? "fp16" : "bf16";
+        if (mp_set && strcmp(mp->name, name) != 0) {
+            return sl_error_set(SL_ERR_CONFIG,
+                                "mixed_precision = %s (from %s) contradicts %s = true (from %s); "
+                                "Accelerate refuses this too: make them agree or drop "
+                                "mixed_precision",
+                                mp->name, mp->src, key, sl_plan_src(rd, key));
+        }
+        mp->on = true;
+        mp->name = name;
+        mp->dtype = fp16 ? SL_DTYPE_F16 : SL_DTYPE_BF16;
+        snprintf(mp->src, sizeof mp->src, "%s", sl_plan_src(rd, key));
+        return SL_OK;
+    }
+    if (!mp->on) return SL_OK;
+    const char *key = mp->dtype == SL_DTYPE_F16 ? "fp16_enabled" : "bf16_enabled";
+    if (!sl_plan_is_set(rd, key)) return SL_OK;
+    return sl_error_set(SL_ERR_CONFIG,
+                        "mixed_precision = %s (from %s) contradicts %s = false (from %s); make "
+                        "them agree or drop one",
+                        mp->name, mp->src, key, sl_plan_src(rd, key));
 }
 
 sl_status sl_plan_resolve_precision(sl_plan_reader *rd) {
@@ -338,6 +386,7 @@ sl_status sl_plan_resolve_precision(sl_plan_reader *rd) {
     snprintf(mp.src, sizeof mp.src, "%s", sl_plan_src(rd, "mixed_precision"));
     mp.on = strcmp(mp.name, "no") != 0;
     if (mp.on) SL_TRY(sl_dtype_parse(mp.name, "mixed_precision", &mp.dtype));
+    if (plan->dialect == SL_DIALECT_DEEPSPEED) SL_TRY(sl_precision_deepspeed_enabled(rd, &mp));
     SL_TRY(sl_plan_read_dtype(rd, "load_dtype", &p->load_dtype, &set));
     sl_why(plan, SL_PREC_LOAD_DTYPE, "from %s", sl_plan_src(rd, "load_dtype"));
     /* neutral settings for plans without a scaler; the fp16 rules below replace them */

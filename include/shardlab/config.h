@@ -101,7 +101,11 @@ sl_status sl_config_get_string(const sl_config *cfg, const char *key, const char
 /* Consumes the plan flags in argv[0..argc) ("--key value", "--key=value", bare "--bool_flag")
  * into cfg with SL_SOURCE_FLAG; every argument that is not a known key is copied, in order, to
  * rest[] (capacity argc) and counted in *n_rest, for the command to parse. A "--" argument ends
- * the flags: it and everything after it go to rest[] unread (a program and its arguments). */
+ * the flags: it and everything after it go to rest[] unread (a program and its arguments).
+ * Flags of launch keys (machine_rank, main_process_ip, ...) go to rest[] too: they belong to
+ * `shardlab launch`. After the flags, the files named by --config_file (with --plan_name) and
+ * --deepspeed_config_file are loaded below them (config_file.h), so every command that takes
+ * plan flags takes config files. */
 sl_status sl_config_parse_args(sl_config *cfg, int argc, char **argv, char **rest, int *n_rest);
 
 #endif
