@@ -18,6 +18,7 @@ typedef struct sl_cli_command {
 
 int sl_cmd_explain(int argc, char **argv);
 int sl_cmd_ref(int argc, char **argv);
+int sl_cmd_train(int argc, char **argv);
 int sl_cmd_curves(int argc, char **argv);
 int sl_cmd_config(int argc, char **argv);
 int sl_cmd_convert_config(int argc, char **argv);

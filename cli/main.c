@@ -9,6 +9,7 @@ static const sl_cli_command sl_commands[] = {
     {"explain", sl_cmd_explain,
      "print a plan: dtype table, precision and its provenance, layout, collectives, memory"},
     {"ref", sl_cmd_ref, "train with the reference implementation (one process, W logical ranks)"},
+    {"train", sl_cmd_train, "train GPT-2 with the sharded engine (one process per rank, under launch)"},
     {"curves", sl_cmd_curves, "print the loss curves of several runs side by side"},
     {"config", sl_cmd_config, "write an Accelerate config file by answering questions"},
     {"convert-config", sl_cmd_convert_config,
@@ -25,7 +26,7 @@ static void sl_usage(FILE *f) {
     fprintf(f, "usage: shardlab COMMAND [ARGS]   (shardlab COMMAND --help for its options)\n"
                "commands:\n");
     for (size_t i = 0; i < SL_N_COMMANDS; i++) {
-        fprintf(f, "  %-10s %s\n", sl_commands[i].name, sl_commands[i].help);
+        fprintf(f, "  %-16s %s\n", sl_commands[i].name, sl_commands[i].help);
     }
 }
 

@@ -7,6 +7,7 @@ void sl_cli_print_plan_keys(FILE *f) {
     fprintf(f, "plan keys (--key value or --key=value; a bool key alone means true):\n");
     for (size_t i = 0; i < sl_config_key_count(); i++) {
         const sl_config_key *k = sl_config_key_at(i);
+        if (sl_config_key_family(k) == SL_FAMILY_LAUNCH) continue; /* `shardlab launch --help` */
         const char *dflt = sl_config_key_default(k);
         fprintf(f, "  --%s  %s", k->name, types[k->type]);
         if (k->allowed) {
