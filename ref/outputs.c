@@ -1,6 +1,7 @@
 /* The files a reference run writes into its output directory (all atomically). */
 #include <stdio.h>
 
+#include "common/param_file.h"
 #include "ref/run.h"
 #include "shardlab/safetensors.h"
 
@@ -16,17 +17,7 @@ static sl_status sl_ref_out_path(const sl_ref_run *run, const char *name, char *
 static sl_status sl_ref_write_params(const sl_ref_run *run, float *const *arrays, const char *name) {
     char path[4096];
     SL_TRY(sl_ref_out_path(run, name, path, sizeof path));
-    sl_safetensors_writer *w = NULL;
-    SL_TRY(sl_safetensors_writer_create(&w));
-    sl_status st = SL_OK;
-    for (int p = 0; p < run->model->n_params && st == SL_OK; p++) {
-        const sl_param_desc *pd = &run->model->params[p];
-        st = sl_safetensors_writer_add_f32(w, pd->name, SL_DTYPE_F32, pd->shape, pd->ndim, arrays[p]);
-    }
-    if (st == SL_OK) st = sl_safetensors_writer_set_metadata(w, "producer", "shardlab ref");
-    if (st == SL_OK) st = sl_safetensors_writer_write(w, path);
-    sl_safetensors_writer_destroy(w);
-    return st;
+    return sl_param_file_write(run->model, arrays, "shardlab ref", path);
 }
 
 sl_status sl_ref_run_write_initial(sl_ref_run *run) {

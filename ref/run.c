@@ -4,27 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/param_file.h"
 #include "ref/reduce.h"
 #include "shardlab/safetensors.h"
-
-float **sl_ref_alloc_param_arrays(const sl_model_desc *model) {
-    float **a = calloc((size_t)model->n_params, sizeof *a);
-    if (!a) return NULL;
-    for (int p = 0; p < model->n_params; p++) {
-        a[p] = calloc((size_t)model->params[p].numel, sizeof(float));
-        if (!a[p]) {
-            sl_ref_free_param_arrays(model, a);
-            return NULL;
-        }
-    }
-    return a;
-}
-
-void sl_ref_free_param_arrays(const sl_model_desc *model, float **a) {
-    if (!a) return;
-    for (int p = 0; p < model->n_params; p++) free(a[p]);
-    free(a);
-}
 
 void sl_ref_record(sl_ref_run *run, sl_coll_op op, sl_coll_group group, sl_phase phase, int micro,
                    int unit, sl_dtype dt, int64_t elements) {
@@ -196,9 +178,9 @@ sl_status sl_ref_run_create(const sl_plan *plan, const sl_model_desc *model,
     const int64_t bt = (int64_t)plan->micro_batch_size * plan->seq_len;
     const size_t batch = (size_t)W * (size_t)plan->grad_accum_steps * (size_t)bt;
 
-    float **initial = run->initial = sl_ref_alloc_param_arrays(model);
-    run->params = sl_ref_alloc_param_arrays(model);
-    run->step1_grads = sl_ref_alloc_param_arrays(model);
+    float **initial = run->initial = sl_param_arrays_alloc(model);
+    run->params = sl_param_arrays_alloc(model);
+    run->step1_grads = sl_param_arrays_alloc(model);
     run->grads = calloc((size_t)W, sizeof *run->grads);
     run->local = calloc((size_t)W, sizeof *run->local);
     run->gathered = calloc((size_t)W, sizeof *run->gathered);
@@ -214,8 +196,8 @@ sl_status sl_ref_run_create(const sl_plan *plan, const sl_model_desc *model,
               run->targets && run->step1_inputs && run->step1_targets;
     const bool no_sync = plan->accum_mode == SL_ACCUM_LOCAL_UNSHARDED;
     for (int r = 0; ok && r < W; r++) {
-        run->grads[r] = sl_ref_alloc_param_arrays(model);
-        run->local[r] = no_sync ? sl_ref_alloc_param_arrays(model) : NULL;
+        run->grads[r] = sl_param_arrays_alloc(model);
+        run->local[r] = no_sync ? sl_param_arrays_alloc(model) : NULL;
         run->gathered[r] = calloc((size_t)model->n_units, sizeof(bool));
         run->dlosses[r] = calloc((size_t)bt, sizeof(float));
         ok = run->grads[r] && (run->local[r] || !no_sync) && run->gathered[r] && run->dlosses[r] &&
@@ -247,8 +229,8 @@ void sl_ref_run_destroy(sl_ref_run *run) {
     if (!run) return;
     const sl_model_desc *model = run->model;
     for (int r = 0; r < run->plan->world_size; r++) {
-        if (run->grads) sl_ref_free_param_arrays(model, run->grads[r]);
-        if (run->local) sl_ref_free_param_arrays(model, run->local[r]);
+        if (run->grads) sl_param_arrays_free(model, run->grads[r]);
+        if (run->local) sl_param_arrays_free(model, run->local[r]);
         if (run->gathered) free(run->gathered[r]);
         if (run->acts) sl_ref_gpt2_acts_destroy(run->acts[r]);
         if (run->dlosses) free(run->dlosses[r]);
@@ -258,9 +240,9 @@ void sl_ref_run_destroy(sl_ref_run *run) {
     free(run->gathered);
     free(run->acts);
     free(run->dlosses);
-    sl_ref_free_param_arrays(model, run->initial);
-    sl_ref_free_param_arrays(model, run->params);
-    sl_ref_free_param_arrays(model, run->step1_grads);
+    sl_param_arrays_free(model, run->initial);
+    sl_param_arrays_free(model, run->params);
+    sl_param_arrays_free(model, run->step1_grads);
     sl_ref_shards_destroy(run->shards);
     sl_sampler_destroy(run->sampler);
     sl_dataset_destroy(run->train);

@@ -83,8 +83,6 @@ sl_status sl_ref_run_write_final(sl_ref_run *run, const sl_trajectory *traj);
 /* helpers shared by the files above */
 int64_t sl_ref_unit_gather_numel(const sl_plan *plan, int unit, bool persistent);
 bool sl_ref_layout_gathers_per_unit(const sl_plan *plan);
-float **sl_ref_alloc_param_arrays(const sl_model_desc *model);
-void sl_ref_free_param_arrays(const sl_model_desc *model, float **arrays);
 void sl_ref_record(sl_ref_run *run, sl_coll_op op, sl_coll_group group, sl_phase phase, int micro,
                    int unit, sl_dtype dt, int64_t elements);
 
