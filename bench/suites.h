@@ -53,8 +53,8 @@ sl_status sl_bench_collectives_register(sl_comm *comm, const sl_bench_suite_opts
 
 /* e2e.c: optimizer steps of the engine on GPT-2 for every rank of the session (which must all
  * register the same way): at W = 1 one plan per model ("single"), at W > 1 each strategy —
- * FSDP1 NO_SHARD, FULL_SHARD, SHARD_GRAD_OP, FSDP2, ZeRO-1, 2, 3 (gpt2-124m: FULL_SHARD and
- * ZeRO-3; quick: gpt-tiny, FULL_SHARD and ZeRO-3). peak_gflops is the machine's sgemm peak
+ * FSDP1 NO_SHARD, FULL_SHARD, SHARD_GRAD_OP, FSDP2, ZeRO-1, 2, 3 (gpt2-124m: ZeRO-3; quick:
+ * gpt-tiny, FULL_SHARD and ZeRO-3). peak_gflops is the machine's sgemm peak
  * (sl_bench_peak_gflops) for the mfu counter; 0 leaves mfu out. e2e.c documents the counters. */
 sl_status sl_bench_e2e_register(sl_session *s, const sl_bench_suite_opts *o, double peak_gflops);
 
