@@ -263,8 +263,8 @@ static sl_status sl_md_write(FILE *f, void *ctx) {
     }
     sl_bench_report_e2e_md(m->r, f);
     fprintf(f, "\n## Not measured yet\n\nThe step-time breakdown into compute and exposed "
-               "communication (the engine's API times whole calls), the reference's time for "
-               "the same step (impl/ref ratio) and PyTorch eager peer rows.\n");
+               "communication (the engine's API times whole calls) and the reference's time for "
+               "the same step (impl/ref ratio).\n");
     return SL_OK;
 }
 
@@ -306,7 +306,7 @@ sl_status sl_bench_report_write(const sl_bench_results *r, const sl_bench_report
                    .peak = k->peak};
     for (int i = 0; i < r->n_runs; i++) {
         const char *name = r->runs[i].name;
-        if (strncmp(name, "coll/", 5) && strncmp(name, "memcpy/", 7) && strncmp(name, "e2e/", 4))
+        if (strncmp(name, "coll/", 5) && strncmp(name, "memcpy/", 7) && !sl_bench_is_step(name))
             m.kernels = true;
     }
     free(k);

@@ -157,7 +157,72 @@ static sl_status sl_e2e_file(const char *dir, const char *kind, const char *mode
     return sl_file_write_atomic(path, fn, p);
 }
 
+/* ---- MFU per configuration: one bar per training-step run with an mfu counter ---- */
+
+/* "e2e/gpt-small/zero3/fp32/W:2" -> "gpt-small zero3 W=2"; "peer/torch_eager/gpt-small/bf16/W:1"
+ * -> "gpt-small torch eager bf16" */
+static bool sl_mfu_label(const sl_bench_result *run, char *buf, size_t cap) {
+    char base[160], model[32], what[32], dt[16];
+    int w;
+    if (run->error) return false;
+    sl_bench_name_base(run->name, base, sizeof base);
+    if (sscanf(base, "e2e/%31[^/]/%31[^/]/%15[^/]/W:%d", model, what, dt, &w) == 4) {
+        snprintf(buf, cap, "%s %s W=%d", model, what, w);
+        return true;
+    }
+    if (sscanf(base, "peer/torch_eager/%31[^/]/%15[^/]/W:%d", model, dt, &w) == 3) {
+        snprintf(buf, cap, "%s torch eager %s", model, dt);
+        return true;
+    }
+    return false;
+}
+
+static sl_status sl_mfu_dat(FILE *f, void *ctx) {
+    const sl_bench_results *r = ctx;
+    fprintf(f, "# run, MFU %% of the sgemm peak (engine: fp32; torch eager rows: PyTorch)\n");
+    for (int i = 0; i < r->n_runs; i++) {
+        char label[128];
+        const double mfu = sl_e2e_median(&r->runs[i], "mfu");
+        if (sl_mfu_label(&r->runs[i], label, sizeof label) && isfinite(mfu))
+            fprintf(f, "\"%s\" %.3f\n", label, mfu);
+    }
+    return SL_OK;
+}
+
+static sl_status sl_mfu_gp(FILE *f, void *ctx) {
+    (void)ctx;
+    fprintf(f, "# model FLOPs utilisation per configuration (data: bench-e2e-mfu.dat)\n"
+               "set terminal pngcairo size 1100,600 noenhanced\n"
+               "set output 'bench-e2e-mfu.png'\n"
+               "set title 'MFU per configuration: model FLOPs/s against the measured sgemm peak "
+               "(dashed: the 60%% target)'\n"
+               "set style data histograms\nset style fill solid 0.8 border -1\n"
+               "set boxwidth 0.8\nset xtics rotate by -50 scale 0 font ',8'\n"
+               "set ylabel 'MFU (%% of sgemm peak)'\nset yrange [0:100]\nset grid ytics\n"
+               "set arrow from graph 0, first 60 to graph 1, first 60 nohead lw 2 dt 2\n"
+               "plot 'bench-e2e-mfu.dat' using 2:xtic(1) notitle\n");
+    return SL_OK;
+}
+
+static int sl_mfu_count(const sl_bench_results *r) {
+    int n = 0;
+    for (int i = 0; i < r->n_runs; i++) {
+        char label[128];
+        n += sl_mfu_label(&r->runs[i], label, sizeof label) &&
+             isfinite(sl_e2e_median(&r->runs[i], "mfu"));
+    }
+    return n;
+}
+
 sl_status sl_bench_report_e2e_plots(const sl_bench_results *r, const char *dir, int *n_plots) {
+    if (sl_mfu_count(r) > 0) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/bench-e2e-mfu.dat", dir);
+        SL_TRY(sl_file_write_atomic(path, sl_mfu_dat, (void *)r));
+        snprintf(path, sizeof path, "%s/bench-e2e-mfu.gp", dir);
+        SL_TRY(sl_file_write_atomic(path, sl_mfu_gp, NULL));
+        ++*n_plots;
+    }
     char models[SL_E2E_MAX_MODELS][32];
     const int n = sl_bench_report_e2e_models(r, models, SL_E2E_MAX_MODELS);
     for (int m = 0; m < n; m++) {
@@ -183,7 +248,11 @@ void sl_bench_report_e2e_md(const sl_bench_results *r, FILE *f) {
                "per rank through `shardlab launch`, fp32, one micro-step per step. MFU: model "
                "FLOPs ((6·N + 12·L·C·T) per token) per second of all ranks against the sgemm "
                "peak of the whole machine; memory: rank 0's peak bytes per category as the "
-               "engine accounted them, next to the plan's prediction (`estimate-memory`).\n\n");
+               "engine accounted them, next to the plan's prediction (`estimate-memory`). "
+               "`peer/torch_eager/...` rows, when PyTorch was installed: the same model, batch "
+               "and thread count trained by PyTorch eager (bench/peer/gpt2_peer.py) in fp32 and "
+               "in bf16 autocast, with its version in the shape column.\n\n");
+    if (sl_mfu_count(r) > 0) fprintf(f, "![MFU per configuration](bench-e2e-mfu.png)\n\n");
     for (int m = 0; m < n; m++) {
         char strategies[SL_E2E_MAX_STRATEGIES][32];
         if (sl_e2e_strategies(r, models[m], strategies) > 0)

@@ -125,7 +125,11 @@ void sl_bench_print_busbw_targets(const sl_bench_results *r, FILE *f, bool markd
 }
 
 static bool sl_is_kernel(const char *name) {
-    return strncmp(name, "coll/", 5) && strncmp(name, "memcpy/", 7) && strncmp(name, "e2e/", 4);
+    return strncmp(name, "coll/", 5) && strncmp(name, "memcpy/", 7) && !sl_bench_is_step(name);
+}
+
+bool sl_bench_is_step(const char *name) {
+    return !strncmp(name, "e2e/", 4) || !strncmp(name, "peer/", 5);
 }
 
 void sl_bench_print_kernels(const sl_bench_results *r, FILE *f, bool markdown) {
@@ -171,7 +175,7 @@ int sl_bench_print_e2e(const sl_bench_results *r, FILE *f, bool markdown) {
     int n = 0;
     for (int i = 0; i < r->n_runs; i++) {
         const sl_bench_result *run = &r->runs[i];
-        if (strncmp(run->name, "e2e/", 4) != 0) continue;
+        if (!sl_bench_is_step(run->name)) continue;
         char name[160];
         sl_bench_name_base(run->name, name, sizeof name);
         if (n++ == 0) {
@@ -191,15 +195,55 @@ int sl_bench_print_e2e(const sl_bench_results *r, FILE *f, bool markdown) {
         const double tok = sl_median_of(run, "tokens_per_s"), step = sl_median_of(run, "step_ms");
         const double opt = sl_median_of(run, "optimizer_ms"), mfu = sl_median_of(run, "mfu");
         const double mem = sl_median_of(run, "mem_MiB"), pred = sl_median_of(run, "pred_MiB");
+        /* a peer row has no optimizer split and no accounted memory: blank, not "nan" */
+        char cells[4][16];
+        const double vals[4] = {opt, mfu, mem, pred};
+        for (int c = 0; c < 4; c++) {
+            if (isfinite(vals[c]))
+                snprintf(cells[c], sizeof cells[c], "%.1f", vals[c]);
+            else
+                snprintf(cells[c], sizeof cells[c], markdown ? "" : "-");
+        }
         if (markdown) {
-            fprintf(f, "| %s | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %s |\n", name, tok, step,
-                    opt, mfu, mem, pred, run->label);
+            fprintf(f, "| %s | %.0f | %.1f | %s | %s | %s | %s | %s |\n", name, tok, step, cells[0],
+                    cells[1], cells[2], cells[3], run->label);
         } else {
-            fprintf(f, "%-44s %10.0f %10.1f %9.1f %6.1f %10.1f %10.1f\n", name, tok, step, opt, mfu,
-                    mem, pred);
+            fprintf(f, "%-44s %10.0f %10.1f %9s %6s %10s %10s\n", name, tok, step, cells[0],
+                    cells[1], cells[2], cells[3]);
         }
     }
     return n;
+}
+
+/* The run whose base name is `want`, or NULL (failed runs too). */
+static const sl_bench_result *sl_run_named(const sl_bench_results *r, const char *want) {
+    char name[160];
+    for (int i = 0; i < r->n_runs; i++) {
+        sl_bench_name_base(r->runs[i].name, name, sizeof name);
+        if (!strcmp(name, want) && !r->runs[i].error) return &r->runs[i];
+    }
+    return NULL;
+}
+
+void sl_bench_print_peer_targets(const sl_bench_results *r, FILE *f, bool markdown) {
+    for (int i = 0; i < r->n_runs; i++) {
+        const sl_bench_result *peer = &r->runs[i];
+        char base[160], model[32], dt[16];
+        sl_bench_name_base(peer->name, base, sizeof base);
+        if (peer->error || sscanf(base, "peer/torch_eager/%31[^/]/%15[^/]/W:1", model, dt) != 2)
+            continue;
+        /* the engine's e2e suite runs fp32 only: both peer dtypes are held against it */
+        char want[128];
+        snprintf(want, sizeof want, "e2e/%s/single/fp32/W:1", model);
+        const sl_bench_result *engine = sl_run_named(r, want);
+        if (!engine) continue;
+        const double e = sl_median_of(engine, "tokens_per_s"),
+                     t = sl_median_of(peer, "tokens_per_s");
+        fprintf(f,
+                "%s%s at W = 1: engine fp32 %.0f tokens/s, PyTorch eager %s %.0f tokens/s "
+                "(%.2fx; target: ahead): %s\n",
+                markdown ? "- " : "  ", model, e, dt, t, e / t, e > t ? "met" : "not met");
+    }
 }
 
 /* The e2e run "e2e/MODEL/STRATEGY/fp32/W:w", or NULL. */
@@ -227,6 +271,7 @@ void sl_bench_print_e2e_targets(const sl_bench_results *r, FILE *f, bool markdow
         fprintf(f, "%sgpt-small at W = 1: MFU %.1f%% of the sgemm peak (target >= 60%%): %s\n",
                 item, mfu, mfu >= 60 ? "met" : "not met");
     }
+    sl_bench_print_peer_targets(r, f, markdown);
     /* memory against the prediction: every category of every run within 5% (zero predicted
      * and zero measured counts as equal) */
     int runs = 0, within = 0;

@@ -26,14 +26,23 @@ void sl_bench_print_busbw_targets(const sl_bench_results *r, FILE *f, bool markd
 /* The kernels: median time, GFLOP/s and % of the sgemm peak, or GB/s. */
 void sl_bench_print_kernels(const sl_bench_results *r, FILE *f, bool markdown);
 
-/* The training steps (e2e/...): tokens/s, step and optimizer time, MFU, rank 0's peak memory
- * against the plan's prediction. Returns the number of runs printed. */
+/* Training-step runs: the engine's (e2e/...) and the PyTorch eager peer's (peer/...). */
+bool sl_bench_is_step(const char *name);
+
+/* The training steps (e2e/... and peer/...): tokens/s, step and optimizer time, MFU, rank 0's
+ * peak memory against the plan's prediction (blank for peer rows). Returns the number of runs
+ * printed. */
 int sl_bench_print_e2e(const sl_bench_results *r, FILE *f, bool markdown);
 
 /* The issue's end-to-end targets, measured: MFU of gpt-small at W = 1 against 60% of the sgemm
  * peak; peak memory against the prediction (within 5%, per category); ZeRO-3's state memory per
  * rank against 1/W. */
 void sl_bench_print_e2e_targets(const sl_bench_results *r, FILE *f, bool markdown);
+
+/* Per peer row (peer/torch_eager/MODEL/DT/W:1): the engine's single-rank fp32 tokens/s of the
+ * same model against it, and whether the engine is ahead (the issue's target). Nothing for a
+ * model without both. sl_bench_print_e2e_targets includes these lines. */
+void sl_bench_print_peer_targets(const sl_bench_results *r, FILE *f, bool markdown);
 
 /* The memcpy bandwidth (GB/s, median) measured for `bytes`, or 0. */
 double sl_bench_memcpy_gbps(const sl_bench_results *r, int64_t bytes);

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages shardlab needs that are not installed yet. Idempotent: runs
 # `apt-get update` at most once, and only when something is missing. Works as root or via sudo.
+#
+#   ci/deps.sh               what the build and `make check` need
+#   ci/deps.sh --with-torch  also Debian's PyTorch (python3-torch, in /usr/bin/python3), for the
+#                            optional PyTorch peer rows of `shardlab bench` and the peer check
+#                            scripts of bench/peer/; never needed by `make check`
 set -euo pipefail
 
 packages=(
@@ -9,6 +14,15 @@ packages=(
   libopenmpi-dev openmpi-bin
   libbenchmark-dev gnuplot-nox
 )
+for arg in "$@"; do
+  case "$arg" in
+    --with-torch) packages+=(python3-torch) ;;
+    *)
+      echo "ci/deps.sh: unknown argument '$arg'; expected --with-torch or nothing" >&2
+      exit 2
+      ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

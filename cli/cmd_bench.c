@@ -20,6 +20,7 @@
 #include "bench/tables.h"
 #include "cli/bench_cli.h"
 #include "cli/commands.h"
+#include "shardlab/kernels.h"
 
 extern char **environ;
 
@@ -38,7 +39,10 @@ static const char *const sl_bench_usage =
     "                   e2e: optimizer steps of the engine on gpt-tiny, gpt-small and\n"
     "                   gpt2-124m through `shardlab launch` at each W of --worlds, every\n"
     "                   strategy: tokens/s, MFU against the sgemm peak, memory per category\n"
-    "                   next to the plan's prediction; all (default): the three\n"
+    "                   next to the plan's prediction; then, when `python3 -c \"import\n"
+    "                   torch\"` works, PyTorch eager on the single-rank shapes\n"
+    "                   (bench/peer/gpt2_peer.py, fp32 and bf16) as peer rows;\n"
+    "                   all (default): the three\n"
     "  --out FILE       write the results as one Google Benchmark JSON file (what `bench\n"
     "                   compare`, `bench report` and Google Benchmark's compare.py read)\n"
     "  --filter REGEX   run only the benchmarks whose name matches (extended regex; -REGEX\n"
@@ -300,6 +304,27 @@ static sl_status sl_bench_summarise(const char *path, const sl_bench_args *a, in
     return SL_OK;
 }
 
+/* The PyTorch eager peer of the single-rank e2e runs (same shapes and threads), when a Python
+ * with torch is installed; otherwise a notice. */
+static sl_status sl_bench_run_peer(const sl_bench_args *a, sl_bench_parts *p, double peak) {
+    bool single = false;
+    for (int i = 0; i < a->n_worlds; i++)
+        single = single || a->worlds[i] == 1;
+    if (!single) return SL_OK;
+    const sl_bench_peer_opts o = {.models = a->quick ? "gpt-tiny" : "gpt-tiny,gpt-small",
+                                  .threads =
+                                      a->threads > 0 ? a->threads : sl_kernels_default_threads(1),
+                                  .repetitions = a->repetitions,
+                                  .peak_gflops = peak,
+                                  .filter = a->filter,
+                                  .quick = a->quick};
+    const char *path = sl_bench_part(p, "peer.json");
+    bool ran = false;
+    SL_TRY(sl_bench_peer_run(&o, path, &ran));
+    if (ran && sl_file_exists(path)) p->n++; /* a filter may leave nothing to run */
+    return SL_OK;
+}
+
 static sl_status sl_bench_run_all(const sl_bench_args *a, sl_bench_parts *p, int *failures) {
     double peak = 0;
     SL_TRY(sl_bench_run_local(a, p, &peak));
@@ -317,6 +342,7 @@ static sl_status sl_bench_run_all(const sl_bench_args *a, sl_bench_parts *p, int
             if (sl_file_exists(path)) p->n++; /* a filter may leave nothing to run at this W */
         }
     }
+    if (a->e2e) SL_TRY(sl_bench_run_peer(a, p, peak));
     if (p->n == 0) {
         return sl_error_set(SL_ERR_CONFIG,
                             "bench: the filter '%s' matches no benchmark of the "
