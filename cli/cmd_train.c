@@ -12,7 +12,9 @@
 #include "cli/run_args.h"
 #include "cli/train_report.h"
 #include "common/param_file.h"
+#include "shardlab/checkpoint.h"
 #include "shardlab/engine.h"
+#include "shardlab/log.h"
 #include "shardlab/safetensors.h"
 
 static const char *const sl_train_usage =
@@ -20,7 +22,8 @@ static const char *const sl_train_usage =
     "[model flags] [run flags]\n"
     "Trains GPT-2 with the sharded engine, one process per rank. Writes, with --out DIR, the\n"
     "files `shardlab ref` writes (trajectory.json, init/final/grads_step1/batch_step1\n"
-    ".safetensors) and metrics.jsonl.\n";
+    ".safetensors) and metrics.jsonl. With --checkpointing_steps it saves the training state,\n"
+    "which --resume_from_checkpoint continues under any W and any layout.\n";
 
 typedef struct sl_train {
     sl_session *session;
@@ -33,6 +36,10 @@ typedef struct sl_train {
     int rank, W, k;
     int64_t bt;
     int32_t *inputs, *targets; /* (W, k, b, T) of the current step */
+    sl_ckpt_args ckpt;
+    sl_state_dict_type sd_type;
+    int start_step;      /* optimizer steps done before this process started (a resume) */
+    sl_ckpt_info resume; /* what the checkpoint resumed from said; step 0 when none */
 } sl_train;
 
 static sl_status sl_train_path(const sl_train *t, const char *name, char *buf, size_t cap) {
@@ -58,6 +65,12 @@ static sl_status sl_train_open_data(sl_train *t) {
     so.grad_accum_steps = plan->grad_accum_steps;
     so.seq_len = plan->seq_len;
     so.mode = t->args.sampling;
+    if (t->resume.has_data) { /* the position in samples: G may have changed */
+        so.start_epoch = t->resume.data.epoch;
+        so.start_sample = t->resume.data.sample_in_epoch;
+    } else {
+        so.skip_first_batches = t->start_step;
+    }
     SL_TRY(sl_sampler_create(t->train, &so, &t->sampler));
     const size_t n = (size_t)t->W * (size_t)t->k * (size_t)t->bt;
     t->inputs = calloc(n, sizeof(int32_t));
@@ -77,8 +90,8 @@ static sl_status sl_train_load_batch(sl_train *t, int step, int64_t *global_toke
     for (int r = 0; r < t->W; r++) {
         for (int m = 0; m < t->k; m++) {
             const size_t off = sl_train_offset(t, r, m);
-            SL_TRY(sl_sampler_fill(t->sampler, step, r, m, t->inputs + off, t->targets + off, NULL,
-                                   NULL));
+            SL_TRY(sl_sampler_fill(t->sampler, step - t->start_step, r, m, t->inputs + off,
+                                   t->targets + off, NULL, NULL));
             for (int64_t i = 0; i < t->bt; i++)
                 *global_tokens += t->targets[off + (size_t)i] >= 0;
         }
@@ -220,6 +233,27 @@ static sl_status sl_train_finish(sl_train *t, sl_trajectory *traj) {
     return st;
 }
 
+/* After optimizer step `step` (1-based, as rec.step): the state, with where the data sampler
+ * continues, into output_dir/checkpoints/checkpoint_{step}. */
+static sl_status sl_train_checkpoint(sl_train *t, int step) {
+    char dir[4096];
+    const int n =
+        snprintf(dir, sizeof dir, "%s/checkpoints/checkpoint_%d", t->ckpt.output_dir, step);
+    if (n < 0 || (size_t)n >= sizeof dir) {
+        return sl_error_set(SL_ERR_INVALID_ARG, "--output_dir path '%s' is too long",
+                            t->ckpt.output_dir);
+    }
+    const int64_t ran = step - t->start_step;
+    sl_ckpt_save_options o = sl_ckpt_save_options_default();
+    o.type = t->sd_type;
+    o.has_data = true;
+    o.data = sl_sampler_position_of(t->sampler, ran);
+    o.consumed_samples = t->resume.consumed_samples + ran * sl_sampler_global_batch(t->sampler);
+    o.update_latest = true;
+    o.total_limit = t->ckpt.checkpoints_total_limit;
+    return sl_engine_save_state(t->engine, dir, &o);
+}
+
 static sl_status sl_train_loop(sl_train *t) {
     sl_trajectory traj;
     sl_trajectory_init(&traj, "impl");
@@ -232,13 +266,13 @@ static sl_status sl_train_loop(sl_train *t) {
     if (st == SL_OK && t->args.out_dir && t->rank == 0) {
         char path[4096];
         st = sl_train_path(t, "metrics.jsonl", path, sizeof path);
-        if (st == SL_OK && !(prog.metrics = fopen(path, "w"))) {
+        if (st == SL_OK && !(prog.metrics = fopen(path, t->start_step > 0 ? "a" : "w"))) {
             st = sl_error_set(SL_ERR_IO, "%s: cannot create the metrics file", path);
         }
     }
     const bool quiet = t->args.quiet || t->rank != 0;
     prog.t0 = sl_train_now();
-    for (int s = 0; st == SL_OK && s < t->plan->steps; s++) {
+    for (int s = t->start_step; st == SL_OK && s < t->plan->steps; s++) {
         sl_trajectory_step rec;
         st = sl_train_step(t, s, &rec);
         if (st == SL_OK && t->args.eval_every > 0 && (s + 1) % t->args.eval_every == 0) {
@@ -247,16 +281,63 @@ static sl_status sl_train_loop(sl_train *t) {
         if (st == SL_OK && s == 0 && t->args.out_dir) st = sl_train_write_step1(t);
         if (st == SL_OK) st = sl_trajectory_append(&traj, &rec);
         if (st == SL_OK && t->rank == 0) sl_train_progress_step(&prog, &rec, quiet);
+        if (st == SL_OK && t->ckpt.checkpointing_steps > 0 &&
+            (s + 1) % t->ckpt.checkpointing_steps == 0) {
+            st = sl_train_checkpoint(t, s + 1);
+        }
     }
     traj.seconds = sl_train_now() - prog.t0;
     sl_train_progress_end(&prog, quiet);
     if (prog.metrics) fclose(prog.metrics);
     if (st == SL_OK) st = sl_train_finish(t, &traj);
+    if (st == SL_OK && t->args.save_model)
+        st = sl_engine_save_model_hf(t->engine, t->args.save_model, &t->args.save_opts);
     sl_trajectory_free(&traj);
     return st;
 }
 
+/* The checkpoint flags against the plan, and the resume: --resume_from_checkpoint latest with no
+ * checkpoint yet (a first start under `launch --max_restarts`) starts from scratch. */
+static sl_status sl_train_checkpoint_setup(sl_train *t) {
+    const sl_ckpt_args *c = &t->ckpt;
+    if ((c->checkpointing_steps > 0 || c->checkpoints_total_limit > 0) && !c->output_dir) {
+        return sl_error_set(SL_ERR_CONFIG,
+                            "--%s needs --output_dir DIR (checkpoints go to "
+                            "DIR/checkpoints/checkpoint_{step})",
+                            c->checkpointing_steps > 0 ? "checkpointing_steps"
+                                                       : "checkpoints_total_limit");
+    }
+    const char *sd = c->state_dict_type;
+    if (!sd && t->plan->dialect != SL_DIALECT_DEEPSPEED)
+        sd = sl_config_get(t->plan->config, "fsdp_state_dict_type", NULL);
+    if (!sd) sd = t->plan->dialect == SL_DIALECT_DDP ? "FULL_STATE_DICT" : "SHARDED_STATE_DICT";
+    if (sl_state_dict_type_parse(sd, &t->sd_type) != SL_OK)
+        return sl_error_prefix(SL_ERR_CONFIG, "--state_dict_type: ");
+    if (!c->resume_from_checkpoint) return SL_OK;
+    char path[4096];
+    bool found = false;
+    SL_TRY(sl_ckpt_resolve(c->resume_from_checkpoint, c->output_dir, path, sizeof path, &found));
+    if (!found) {
+        if (t->rank == 0)
+            SL_LOG_INFO("--resume_from_checkpoint latest: no checkpoint in %s/checkpoints yet; "
+                        "starting from scratch",
+                        c->output_dir);
+        return SL_OK;
+    }
+    SL_TRY(sl_engine_load_state(t->engine, path, &t->resume));
+    if (t->resume.step > t->plan->steps) {
+        return sl_error_set(SL_ERR_CONFIG,
+                            "%s is at step %lld, past this run's --steps %d; raise --steps to "
+                            "continue it",
+                            path, (long long)t->resume.step, t->plan->steps);
+    }
+    t->start_step = (int)t->resume.step;
+    if (t->rank == 0) SL_LOG_INFO("resuming from %s at step %d", path, t->start_step);
+    return SL_OK;
+}
+
 static sl_status sl_train_run(sl_train *t, int argc, char **argv) {
+    SL_TRY(sl_ckpt_args_extract(&argc, argv, &t->ckpt));
     SL_TRY(sl_session_create_from_env(&t->session));
     t->rank = sl_session_rank(t->session);
     t->W = sl_session_world_size(t->session);
@@ -278,6 +359,7 @@ static sl_status sl_train_run(sl_train *t, int argc, char **argv) {
     eo.init_from = t->args.init_from;
     eo.keep_step1_grads = t->args.out_dir != NULL;
     SL_TRY(sl_engine_create_gpt2(t->session, t->plan, t->desc, &eo, &t->engine));
+    SL_TRY(sl_train_checkpoint_setup(t));
     SL_TRY(sl_train_open_data(t));
     return sl_train_loop(t);
 }
@@ -286,6 +368,7 @@ int sl_cmd_train(int argc, char **argv) {
     if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
         fputs(sl_train_usage, stdout);
         fputs(sl_run_args_usage, stdout);
+        fputs(sl_ckpt_args_usage, stdout);
         return 0;
     }
     sl_train t = {0};

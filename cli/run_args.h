@@ -9,6 +9,7 @@
 #include "cli/model_args.h"
 #include "shardlab/config.h"
 #include "shardlab/data.h"
+#include "shardlab/engine.h"
 
 typedef struct sl_run_args {
     const char *data; /* "default" or a path */
@@ -19,7 +20,24 @@ typedef struct sl_run_args {
     int eval_batches;      /* global batches per held-out evaluation */
     bool quiet;
     sl_model_args model;
+    const char *save_model; /* NULL: no Hugging Face export (`train` only) */
+    sl_engine_export_options save_opts;
 } sl_run_args;
+
+/* `shardlab train`'s checkpoint flags (Accelerate's spellings). */
+typedef struct sl_ckpt_args {
+    int checkpointing_steps;            /* save every N optimizer steps; 0: never */
+    const char *output_dir;             /* checkpoints in DIR/checkpoints/checkpoint_{step} */
+    int checkpoints_total_limit;        /* keep the newest K; 0: all */
+    const char *resume_from_checkpoint; /* "latest" or a checkpoint directory; NULL: afresh */
+    const char *state_dict_type;        /* NULL: from the plan (fsdp_state_dict_type) */
+} sl_ckpt_args;
+
+extern const char *const sl_ckpt_args_usage;
+
+/* Moves the checkpoint flags ("--flag value" or "--flag=value") out of argv[0..*argc), which is
+ * compacted (*argc updated), into *out; errors name the flag. */
+sl_status sl_ckpt_args_extract(int *argc, char **argv, sl_ckpt_args *out);
 
 /* Usage lines of the run flags. */
 extern const char *const sl_run_args_usage;

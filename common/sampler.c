@@ -24,7 +24,9 @@ sl_sampler_options sl_sampler_options_default(void) {
                                 .shuffle = true,
                                 .even_batches = true,
                                 .mode = SL_SAMPLE_PACKED,
-                                .skip_first_batches = 0};
+                                .skip_first_batches = 0,
+                                .start_epoch = 0,
+                                .start_sample = 0};
 }
 
 static sl_status check_positive(const char *option, long long value) {
@@ -57,6 +59,13 @@ sl_status sl_sampler_create(const sl_dataset *ds, const sl_sampler_options *opt,
                             "needs at least %lld; lower seq_len or use more data",
                             sl_dataset_name(ds), (long long)n_tokens, opt->seq_len,
                             (long long)opt->seq_len + 1);
+    if (opt->start_epoch < 0 || opt->start_sample < 0 || opt->start_sample >= n)
+        return sl_error_set(SL_ERR_INVALID_ARG,
+                            "sampler start position (epoch %lld, sample %lld) is outside the "
+                            "dataset '%s' of %lld samples: the epoch must be >= 0 and the sample "
+                            "in [0, %lld); a resumed run needs the data it was saved with",
+                            (long long)opt->start_epoch, (long long)opt->start_sample,
+                            sl_dataset_name(ds), (long long)n, (long long)n);
     sl_sampler *s = calloc(1, sizeof *s);
     int64_t *order = opt->shuffle ? malloc((size_t)n * sizeof *order) : NULL;
     if (!s || (opt->shuffle && !order)) {
@@ -94,8 +103,17 @@ int64_t sl_sampler_steps_per_epoch(const sl_sampler *s) {
 }
 
 sl_sampler_position sl_sampler_position_of(const sl_sampler *s, int64_t step) {
+    const int64_t n = s->n_samples, gb = s->global_batch, o = s->opt.start_sample;
     int64_t g = step + s->opt.skip_first_batches;
-    return (sl_sampler_position){g / s->steps_per_epoch, g % s->steps_per_epoch};
+    const int64_t first_epoch_batches = (n - o + gb - 1) / gb; /* what is left of start_epoch */
+    sl_sampler_position pos = {.epoch = s->opt.start_epoch, .sample_in_epoch = o + g * gb};
+    if (g >= first_epoch_batches) {
+        g -= first_epoch_batches;
+        pos.epoch += 1 + g / s->steps_per_epoch;
+        pos.sample_in_epoch = (g % s->steps_per_epoch) * gb;
+    }
+    pos.batch_in_epoch = pos.sample_in_epoch / gb;
+    return pos;
 }
 
 /* Fisher–Yates from (seed, epoch): draw i swaps position N-1-i with a position in [0, N-1-i].
@@ -149,8 +167,7 @@ sl_status sl_sampler_fill(sl_sampler *s, int64_t step, int rank, int micro, int3
     sl_sampler_position pos = sl_sampler_position_of(s, step);
     if (o->shuffle && s->order_epoch != pos.epoch) shuffle_epoch(s, pos.epoch);
     int b = o->micro_batch_size, T = o->seq_len;
-    int64_t first =
-        pos.batch_in_epoch * s->global_batch + ((int64_t)micro * o->world_size + rank) * b;
+    int64_t first = pos.sample_in_epoch + ((int64_t)micro * o->world_size + rank) * b;
     for (int i = 0; i < b; i++) {
         int64_t p = first + i; /* position in the epoch's order */
         int duplicate = p >= s->n_samples;

@@ -1,9 +1,10 @@
 /* What leaves the engine: full parameters and step-1 gradients gathered to rank 0 (over an
  * unrecorded copy of the shard group: saving is not part of the training schedule), the model
- * file, and the observation gathered from every rank. */
+ * file and the Hugging Face export, and the observation gathered from every rank. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hf_model.h"
 #include "common/param_file.h"
 #include "impl/engine/engine_internal.h"
 
@@ -66,6 +67,26 @@ sl_status sl_engine_save_model(sl_engine *e, const char *path) {
     sl_status st = sl_engine_gather_full(e, SL_ENGINE_MASTERS, 0, arrays);
     if (st == SL_OK && e->rank == 0)
         st = sl_param_file_write(e->desc, arrays, "shardlab impl", path);
+    sl_param_arrays_free(e->desc, arrays);
+    return st;
+}
+
+sl_status sl_engine_save_model_hf(sl_engine *e, const char *dir,
+                                  const sl_engine_export_options *opt) {
+    sl_hf_save_options so = sl_hf_save_options_default();
+    so.producer = "shardlab impl";
+    if (opt && opt->max_shard_size > 0) so.max_shard_size = opt->max_shard_size;
+    if (opt && opt->save_16bit) {
+        const sl_dtype pd = e->plan->precision.param_dtype;
+        so.dtype = pd == SL_DTYPE_BF16 || pd == SL_DTYPE_F16 ? pd : SL_DTYPE_BF16;
+    }
+    float **arrays = NULL;
+    if (e->rank == 0) {
+        arrays = sl_param_arrays_alloc(e->desc);
+        if (!arrays) return sl_error_set(SL_ERR_OOM, "engine: out of memory exporting to %s", dir);
+    }
+    sl_status st = sl_engine_gather_full(e, SL_ENGINE_MASTERS, 0, arrays);
+    if (st == SL_OK && e->rank == 0) st = sl_hf_model_save(e->desc, arrays, &so, dir);
     sl_param_arrays_free(e->desc, arrays);
     return st;
 }

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hf_model.h"
 #include "impl/engine/engine_internal.h"
-#include "shardlab/safetensors.h"
 
 float sl_engine_get(const void *buf, sl_dtype dt, int64_t i) {
     switch (dt) {
@@ -167,24 +167,11 @@ void sl_engine_bind_views(sl_engine *e) {
 
 /* The loaded value of parameter p (load_dtype values in f32), all of it: from init_from, or the
  * description's init rule with the plan's seed — the reference's initial values. */
-static sl_status sl_engine_load_param(const sl_engine *e, const sl_safetensors *st, int p,
+static sl_status sl_engine_load_param(const sl_engine *e, const sl_hf_model *st, int p,
                                       float *out) {
     const sl_param_desc *pd = &e->desc->params[p];
     if (st) {
-        const sl_safetensors_tensor *t = NULL;
-        SL_TRY(sl_safetensors_get(st, pd->name, &t));
-        bool same = t->ndim == pd->ndim;
-        for (int d = 0; same && d < pd->ndim; d++)
-            same = t->shape[d] == pd->shape[d];
-        if (!same) {
-            return sl_error_set(SL_ERR_MISMATCH,
-                                "%s: tensor '%s' has %d dims (first %lld) but the model expects "
-                                "%d dims (first %lld); check that the model flags match the file",
-                                sl_safetensors_path(st), pd->name, t->ndim,
-                                (long long)(t->ndim ? t->shape[0] : 0), pd->ndim,
-                                (long long)pd->shape[0]);
-        }
-        SL_TRY(sl_safetensors_read_f32(st, pd->name, out, (size_t)pd->numel));
+        SL_TRY(sl_hf_model_read(st, p, out)); /* names and shapes checked by sl_hf_model_open */
     } else {
         sl_model_init_range(e->desc, p, e->plan->seed, 0, pd->numel, out);
     }
@@ -218,8 +205,8 @@ static void sl_engine_init_param(sl_engine *e, int p, const float *full) {
 }
 
 sl_status sl_engine_init_shards(sl_engine *e) {
-    sl_safetensors *st = NULL;
-    if (e->opt.init_from) SL_TRY(sl_safetensors_open(e->opt.init_from, &st));
+    sl_hf_model *st = NULL;
+    if (e->opt.init_from) SL_TRY(sl_hf_model_open(e->opt.init_from, e->desc, &st));
     int64_t largest = 1;
     for (int p = 0; p < e->desc->n_params; p++) {
         if (e->desc->params[p].numel > largest) largest = e->desc->params[p].numel;
@@ -232,17 +219,17 @@ sl_status sl_engine_init_shards(sl_engine *e) {
         if (status == SL_OK) sl_engine_init_param(e, p, full);
     }
     free(full);
-    sl_safetensors_close(st);
+    sl_hf_model_close(st);
     return status;
 }
 
 sl_status sl_engine_initial_values(sl_engine *e, float **arrays) {
-    sl_safetensors *st = NULL;
-    if (e->opt.init_from) SL_TRY(sl_safetensors_open(e->opt.init_from, &st));
+    sl_hf_model *st = NULL;
+    if (e->opt.init_from) SL_TRY(sl_hf_model_open(e->opt.init_from, e->desc, &st));
     sl_status status = SL_OK;
     for (int p = 0; status == SL_OK && p < e->desc->n_params; p++) {
         status = sl_engine_load_param(e, st, p, arrays[p]);
     }
-    sl_safetensors_close(st);
+    sl_hf_model_close(st);
     return status;
 }

@@ -88,9 +88,14 @@ typedef struct sl_sampler_options {
     bool even_batches; /* Accelerate's default: true */
     sl_sample_mode mode;
     int64_t skip_first_batches; /* global batches skipped once, at the start of the run */
+    /* Where a resumed run starts: epoch `start_epoch`, after the first `start_sample` positions
+     * of that epoch's order (0 <= start_sample < N). A position counts samples, not steps, so a
+     * run resumed with another W, k or b (another G) neither skips nor repeats a sample. */
+    int64_t start_epoch;
+    int64_t start_sample;
 } sl_sampler_options;
 
-/* seed 0, W = b = k = 1, T = 64, shuffle, even_batches, packed, no skip. */
+/* seed 0, W = b = k = 1, T = 64, shuffle, even_batches, packed, no skip, start (0, 0). */
 sl_sampler_options sl_sampler_options_default(void);
 
 /* The sampler maps an optimizer step to its global batch of G = W·k·b samples.
@@ -105,14 +110,22 @@ sl_sampler_options sl_sampler_options_default(void);
  *                         order[p mod N]) and flagged as duplicates, so metrics can drop them
  *                         (Accelerate's `even_batches` / `gather_for_metrics`);
  *   even_batches = false: missing: sample id -1, inputs 0, targets all -1.
- * Step s is global batch g = s + skip_first_batches of the run: epoch g / ceil(N / G), batch
- * g mod ceil(N / G). The answer is a pure function of (dataset, options, s), so resuming is
- * asking a new sampler for step s. */
+ * Step s is global batch g = s + skip_first_batches of the run. From the start position (E, o)
+ * (start_epoch, start_sample; (0, 0) for a fresh run) the rest of epoch E is cut into
+ * ceil((N - o) / G) global batches starting at positions o, o + G, ...; every later epoch into
+ * ceil(N / G) batches starting at 0, G, .... The answer is a pure function of (dataset, options,
+ * s), so resuming with the same G is asking a new sampler for step s, and resuming with another
+ * G is creating the sampler at the position sl_sampler_position_of(old, steps done) reports. */
 typedef struct sl_sampler sl_sampler;
 
+/* Where step s's global batch starts: its epoch, its first position in that epoch's order
+ * (sample_in_epoch: samples of the epoch consumed before it), and sample_in_epoch / G rounded
+ * down. position_of(steps done) is where a resumed run continues; it is (E + 1, 0) after a step
+ * that ended epoch E. */
 typedef struct sl_sampler_position {
     int64_t epoch;
     int64_t batch_in_epoch;
+    int64_t sample_in_epoch;
 } sl_sampler_position;
 
 /* Validates the options (each bad one is an SL_ERR_INVALID_ARG naming it) and that the dataset

@@ -105,8 +105,10 @@ sl_status sl_engine_gpt2_model(const sl_kernels *k, sl_kctx *ctx, const sl_model
 typedef struct sl_engine sl_engine;
 
 typedef struct sl_engine_options {
-    /* safetensors file with the model's parameter names to start from; NULL: the description's
-     * init rules with plan->seed (the reference's initial values, bit for bit) */
+    /* weights to start from, under the model's parameter names: a safetensors file, or the
+     * Hugging Face layout (an export directory or its index; see sl_engine_save_model_hf);
+     * NULL: the description's init rules with plan->seed (the reference's initial values, bit
+     * for bit) */
     const char *init_from;
     /* reductions in rank order (DESIGN.md §4.5); default: plan->deterministic */
     int deterministic; /* -1 plan, 0 native, 1 deterministic */
@@ -168,6 +170,19 @@ sl_status sl_engine_initial_values(sl_engine *e, float **arrays);
 
 /* Full masters in Hugging Face layout (f32 safetensors), written by rank 0. */
 sl_status sl_engine_save_model(sl_engine *e, const char *path);
+
+/* The model export of DESIGN.md §7, written by rank 0: the directory `dir` with config.json
+ * (GPT-2 models) and model.safetensors, or shards model-0000k-of-0000N.safetensors of at most
+ * max_shard_size bytes with model.safetensors.index.json — what transformers'
+ * GPT2LMHeadModel.from_pretrained loads. The directory appears whole or not at all. */
+typedef struct sl_engine_export_options {
+    int64_t max_shard_size; /* bytes of tensor data per file; <= 0: 5 GB (transformers' "5GB") */
+    /* 16-bit weights (DeepSpeed's zero3_save_16bit_model): the masters rounded to nearest even
+     * into the plan's param_dtype when it is 16-bit, else into bf16; otherwise f32 masters */
+    bool save_16bit;
+} sl_engine_export_options;
+sl_status sl_engine_save_model_hf(sl_engine *e, const char *dir,
+                                  const sl_engine_export_options *opt);
 
 /* What this engine observed (DESIGN.md §9 T1), in the schema of the plan's prediction: the
  * dtype table, the collectives of the first optimizer step, and every rank's peak bytes per
