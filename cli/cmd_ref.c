@@ -18,6 +18,12 @@ static const char *const sl_ref_usage =
 static sl_status sl_cmd_ref_run(sl_config *cfg, int argc, char **argv) {
     sl_run_args args;
     SL_TRY(sl_run_args_parse(cfg, argc, argv, sl_ref_usage, &args));
+    if (args.save_model) {
+        return sl_error_set(SL_ERR_CONFIG,
+                            "--save_model: `shardlab ref` writes final.safetensors under --out; "
+                            "the Hugging Face export is `shardlab train --save_model DIR` or "
+                            "`shardlab merge-weights`");
+    }
     sl_ref_options opt = sl_ref_options_default();
     opt.data = args.data;
     opt.sampling = args.sampling;

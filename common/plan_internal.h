@@ -19,6 +19,11 @@ sl_status sl_plan_build_schedule(sl_plan *plan, const sl_model_desc *model);
 
 /* plan_memory.c: fills plan->predicted.memory (peak bytes per rank, space, category). */
 void sl_plan_predict_memory(sl_plan *plan, const sl_model_desc *model);
+/* Workspace bytes of the element map an all-gather of `elements` elements needs when it spans
+ * several buffers (one bit per gathered element: the gathered shards are put in buffer order in
+ * place); 0 for a single buffer. unit < 0: the step phase's re-gather of the resident buffers
+ * (FLAT_GLOBAL: all of them; per-unit layouts: the persistent ones). */
+int64_t sl_plan_gather_map_bytes(const sl_plan *plan, int unit, int64_t elements);
 
 /* plan_names.c */
 const char *sl_grad_divide_name(sl_grad_divide d);

@@ -5,16 +5,24 @@
 #include "ref/reduce.h"
 #include "ref/run.h"
 
-/* Whole-model unsharded gradients live through the backward when the dialect accumulates them
- * locally over several micro-steps or keeps them whole (DDP / NO_SHARD, ZeRO-1/2 buckets);
- * otherwise each unit's unsharded gradient lives from its backward until its reduction. */
+/* A micro-step's backward produces the whole model's unsharded gradient at once for the
+ * layouts that keep it whole (DDP / NO_SHARD, ZeRO-1/2 buckets); otherwise each unit's lives
+ * from its backward until its reduction (or its addition to the no_sync accumulator). */
 static bool sl_ref_whole_model_grads(const sl_plan *plan) {
-    if (plan->layout == SL_LAYOUT_REPLICATED || plan->layout == SL_LAYOUT_FLAT_GLOBAL) return true;
+    return plan->layout == SL_LAYOUT_REPLICATED || plan->layout == SL_LAYOUT_FLAT_GLOBAL;
+}
+
+/* no_sync over k > 1: a full accumulator in accum_dtype lives from the first micro-step to the
+ * sync, beside each micro-step's own gradient. */
+static bool sl_ref_accumulates(const sl_plan *plan) {
     return plan->accum_mode == SL_ACCUM_LOCAL_UNSHARDED && plan->grad_accum_steps > 1;
 }
 
+/* Without an accumulator, a whole-model gradient that is kept locally is held in accum_dtype
+ * directly; every other micro-step gradient is produced in param_dtype. */
 static sl_dtype sl_ref_unsharded_grad_dtype(const sl_plan *plan) {
-    return plan->accum_mode == SL_ACCUM_LOCAL_UNSHARDED && sl_ref_whole_model_grads(plan)
+    return plan->accum_mode == SL_ACCUM_LOCAL_UNSHARDED && sl_ref_whole_model_grads(plan) &&
+                   !sl_ref_accumulates(plan)
                ? plan->precision.accum_dtype
                : plan->precision.param_dtype;
 }
@@ -27,23 +35,29 @@ static int64_t sl_ref_unit_numel_padded(const sl_plan *plan, int unit) {
     return n;
 }
 
-/* Accounts the unsharded gradient of `unit` (-1: the whole model) on every rank. */
-static void sl_ref_account_grads(sl_ref_run *run, int unit, bool alloc) {
-    const sl_plan *plan = run->plan;
-    int64_t numel = 0;
-    if (unit < 0) {
-        for (int b = 0; b < plan->n_buffers; b++) numel += plan->buffers[b].numel_padded;
-    } else {
-        numel = sl_ref_unit_numel_padded(plan, unit);
-    }
-    const int64_t bytes = numel * (int64_t)sl_dtype_size(sl_ref_unsharded_grad_dtype(plan));
-    for (int r = 0; r < plan->world_size; r++) {
+/* Accounts `numel` elements of dtype dt of unsharded gradient on every rank. */
+static void sl_ref_account_unsharded(sl_ref_run *run, int64_t numel, sl_dtype dt, bool alloc) {
+    const int64_t bytes = numel * (int64_t)sl_dtype_size(dt);
+    for (int r = 0; r < run->plan->world_size; r++) {
         if (alloc) {
             sl_observation_mem_alloc(run->obs, r, SL_SPACE_DEVICE, SL_MEM_GRADS_UNSHARDED, bytes);
         } else {
             sl_observation_mem_free(run->obs, r, SL_SPACE_DEVICE, SL_MEM_GRADS_UNSHARDED, bytes);
         }
     }
+}
+
+static int64_t sl_ref_model_grad_numel(const sl_plan *plan) {
+    int64_t numel = 0;
+    for (int b = 0; b < plan->n_buffers; b++) numel += plan->buffers[b].numel_padded;
+    return numel;
+}
+
+/* Accounts the micro-step gradient of `unit` (-1: the whole model) on every rank. */
+static void sl_ref_account_grads(sl_ref_run *run, int unit, bool alloc) {
+    const sl_plan *plan = run->plan;
+    const int64_t numel = unit < 0 ? sl_ref_model_grad_numel(plan) : sl_ref_unit_numel_padded(plan, unit);
+    sl_ref_account_unsharded(run, numel, sl_ref_unsharded_grad_dtype(plan), alloc);
 }
 
 void sl_ref_run_backward_begin(sl_ref_run *run, int micro) {
@@ -53,11 +67,11 @@ void sl_ref_run_backward_begin(sl_ref_run *run, int micro) {
             memset(run->grads[r][p], 0, (size_t)run->model->params[p].numel * sizeof(float));
         }
     }
-    if (!sl_ref_whole_model_grads(plan)) {
-        sl_ref_account_grads(run, 0, true); /* the root's: the head's backward comes first */
-    } else if (plan->accum_mode == SL_ACCUM_REDUCED_SHARD || micro == 0) {
-        sl_ref_account_grads(run, -1, true);
+    if (sl_ref_accumulates(plan) && micro == 0) {
+        sl_ref_account_unsharded(run, sl_ref_model_grad_numel(plan), plan->precision.accum_dtype, true);
     }
+    /* per unit: the root's first, as the head's backward comes first */
+    sl_ref_account_grads(run, sl_ref_whole_model_grads(plan) ? -1 : 0, true);
 }
 
 /* no_sync: the unsharded gradient of the unit's params accumulates locally in accum_dtype. */
@@ -145,8 +159,8 @@ void sl_ref_run_unit_backward_done(sl_ref_run *run, int unit, int micro) {
 
 void sl_ref_run_backward_end(sl_ref_run *run, int micro) {
     const sl_plan *plan = run->plan;
-    if (!sl_ref_run_syncs(run, micro)) return;
-    if (plan->layout == SL_LAYOUT_FLAT_GLOBAL) {
+    const bool sync = sl_ref_run_syncs(run, micro);
+    if (sync && plan->layout == SL_LAYOUT_FLAT_GLOBAL) {
         /* ZeRO-1/2: the gradients of every parameter, pre-divided and all-reduced in buckets,
          * each rank keeping its partition (DeepSpeed stage_1_and_2.py average_tensor). */
         const sl_dtype rd = plan->precision.reduce_dtype;
@@ -156,4 +170,7 @@ void sl_ref_run_backward_end(sl_ref_run *run, int micro) {
                       run->model->total_numel);
     }
     if (sl_ref_whole_model_grads(plan)) sl_ref_account_grads(run, -1, false);
+    if (sl_ref_accumulates(plan) && sync) {
+        sl_ref_account_unsharded(run, sl_ref_model_grad_numel(plan), plan->precision.accum_dtype, false);
+    }
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/param_file.h"
+#include "common/plan_internal.h"
 #include "ref/reduce.h"
 #include "shardlab/safetensors.h"
 
@@ -18,9 +19,14 @@ void sl_ref_record(sl_ref_run *run, sl_coll_op op, sl_coll_group group, sl_phase
     /* Every rank stages its input in a communication buffer for the call: an all-gather sends
      * its shard, the reductions their whole input. */
     const int64_t staged = (op == SL_COLL_ALL_GATHER ? elements / n : elements) * (int64_t)sl_dtype_size(dt);
+    /* An all-gather spanning several buffers then puts the shards in buffer order in place,
+     * marking each element in a map (workspace). */
+    const int64_t map = op == SL_COLL_ALL_GATHER ? sl_plan_gather_map_bytes(plan, unit, elements) : 0;
     for (int r = 0; r < plan->world_size; r++) {
         sl_observation_mem_alloc(run->obs, r, SL_SPACE_DEVICE, SL_MEM_COMM_BUFFERS, staged);
         sl_observation_mem_free(run->obs, r, SL_SPACE_DEVICE, SL_MEM_COMM_BUFFERS, staged);
+        sl_observation_mem_alloc(run->obs, r, SL_SPACE_DEVICE, SL_MEM_WORKSPACE, map);
+        sl_observation_mem_free(run->obs, r, SL_SPACE_DEVICE, SL_MEM_WORKSPACE, map);
     }
     if (!run->record) return;
     sl_collective_record rec = {.op = op,

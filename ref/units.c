@@ -46,16 +46,25 @@ void sl_ref_run_after_forward(sl_ref_run *run, int r, int unit) {
     }
 }
 
-static int64_t sl_ref_activation_bytes(const sl_ref_run *run) {
-    const sl_plan *plan = run->plan;
-    return sl_gpt2_activation_numel(&run->model->gpt2, plan->micro_batch_size, plan->seq_len) *
-           (int64_t)sl_dtype_size(plan->precision.param_dtype);
-}
-
+/* The reference keeps llm.c's activation set (sl_gpt2_activation_numel) to stay readable, but
+ * accounts what a training implementation holds (model.h, sl_gpt2_buf): the kept activations,
+ * and one layer's activation gradients as workspace through the micro-step. */
 void sl_ref_run_activations_begin(sl_ref_run *run, int r) {
-    sl_observation_mem_alloc(run->obs, r, SL_SPACE_DEVICE, SL_MEM_ACTIVATIONS, sl_ref_activation_bytes(run));
+    const sl_plan *plan = run->plan;
+    const int b = plan->micro_batch_size, T = plan->seq_len;
+    const sl_dtype cd = plan->precision.param_dtype;
+    sl_observation_mem_alloc(run->obs, r, SL_SPACE_DEVICE, SL_MEM_ACTIVATIONS,
+                             sl_gpt2_kept_activation_bytes(&run->model->gpt2, b, T, cd));
+    sl_observation_mem_alloc(run->obs, r, SL_SPACE_DEVICE, SL_MEM_WORKSPACE,
+                             sl_gpt2_scratch_bytes(&run->model->gpt2, b, T, cd));
 }
 
 void sl_ref_run_activations_end(sl_ref_run *run, int r) {
-    sl_observation_mem_free(run->obs, r, SL_SPACE_DEVICE, SL_MEM_ACTIVATIONS, sl_ref_activation_bytes(run));
+    const sl_plan *plan = run->plan;
+    const int b = plan->micro_batch_size, T = plan->seq_len;
+    const sl_dtype cd = plan->precision.param_dtype;
+    sl_observation_mem_free(run->obs, r, SL_SPACE_DEVICE, SL_MEM_ACTIVATIONS,
+                            sl_gpt2_kept_activation_bytes(&run->model->gpt2, b, T, cd));
+    sl_observation_mem_free(run->obs, r, SL_SPACE_DEVICE, SL_MEM_WORKSPACE,
+                            sl_gpt2_scratch_bytes(&run->model->gpt2, b, T, cd));
 }

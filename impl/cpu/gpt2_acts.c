@@ -10,50 +10,50 @@ static const char *const sl_gpt2_block_param_names[SL_GPT2_BLOCK_PARAMS] = {
     "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight",        "ln_2.bias",
     "mlp.c_fc.weight",    "mlp.c_fc.bias",    "mlp.c_proj.weight",  "mlp.c_proj.bias"};
 
-/* Hands out the next buffer of n elements of `size` bytes, 64-byte aligned; with memory NULL
- * only counts. */
-static void *sl_gpt2_carve(char *memory, int64_t *offset, int64_t n, size_t size) {
-    void *p = memory ? memory + *offset : NULL;
-    *offset += (int64_t)(((size_t)n * size + 63u) & ~(size_t)63u);
-    return p;
-}
-
-/* Points every buffer of g into `memory` (NULL: only counts); sets the two byte counts. */
+/* Points every buffer of g into `memory` (NULL: only counts) in the order and with the sizes of
+ * model.h's sl_gpt2_buf list, so that what is allocated is what the plan predicts; sets the
+ * two byte counts. */
 static void sl_gpt2_layout(sl_impl_gpt2 *g, char *memory) {
-    const int64_t B = g->B, T = g->T, C = g->C, H = g->H, V = g->V, L = g->L;
-    const int64_t BT = B * T;
-    const size_t a = sl_dtype_size(g->act), f = sizeof(float);
+    const sl_gpt2_config cfg = {.n_layer = (int)g->L,
+                                .n_embd = (int)g->C,
+                                .n_head = (int)g->H,
+                                .block_size = (int)g->T,
+                                .vocab_size = (int)g->V};
+    char *at[SL_GPT2_BUF_COUNT];
     int64_t off = 0;
-    g->encoded = sl_gpt2_carve(memory, &off, BT * C, a);
-    g->ln1 = sl_gpt2_carve(memory, &off, L * BT * C, a);
-    g->ln1_mean = sl_gpt2_carve(memory, &off, L * BT, f);
-    g->ln1_rstd = sl_gpt2_carve(memory, &off, L * BT, f);
-    g->qkv = sl_gpt2_carve(memory, &off, L * BT * 3 * C, a);
-    g->atty = sl_gpt2_carve(memory, &off, L * BT * C, a);
-    g->att = sl_gpt2_carve(memory, &off, L * B * H * T * T, a);
-    g->residual2 = sl_gpt2_carve(memory, &off, L * BT * C, a);
-    g->ln2 = sl_gpt2_carve(memory, &off, L * BT * C, a);
-    g->ln2_mean = sl_gpt2_carve(memory, &off, L * BT, f);
-    g->ln2_rstd = sl_gpt2_carve(memory, &off, L * BT, f);
-    g->fch = sl_gpt2_carve(memory, &off, L * BT * 4 * C, a);
-    g->fch_gelu = sl_gpt2_carve(memory, &off, L * BT * 4 * C, a);
-    g->residual3 = sl_gpt2_carve(memory, &off, L * BT * C, a);
-    g->lnf = sl_gpt2_carve(memory, &off, BT * C, a);
-    g->lnf_mean = sl_gpt2_carve(memory, &off, BT, f);
-    g->lnf_rstd = sl_gpt2_carve(memory, &off, BT, f);
-    g->logits = sl_gpt2_carve(memory, &off, BT * V, a);
-    g->ce_stats = sl_gpt2_carve(memory, &off, 2 * BT, f);
-    g->activation_bytes = off;
-
-    g->proj = sl_gpt2_carve(memory, &off, BT * C, a);
-    g->dresidual = sl_gpt2_carve(memory, &off, BT * C, a);
-    g->dresidual2 = sl_gpt2_carve(memory, &off, BT * C, a);
-    g->dln = sl_gpt2_carve(memory, &off, BT * C, a);
-    g->dx = sl_gpt2_carve(memory, &off, BT * C, a);
-    g->datty = sl_gpt2_carve(memory, &off, BT * C, a);
-    g->dqkv = sl_gpt2_carve(memory, &off, BT * 3 * C, a);
-    g->dfch = sl_gpt2_carve(memory, &off, BT * 4 * C, a);
+    for (int b = 0; b < SL_GPT2_BUF_COUNT; b++) {
+        if (b == SL_GPT2_BUF_FIRST_SCRATCH) g->activation_bytes = off;
+        at[b] = memory ? memory + off : NULL;
+        off += sl_gpt2_buf_bytes(&cfg, (int)g->B, (int)g->T, (sl_gpt2_buf)b, g->act);
+    }
     g->gradient_bytes = off - g->activation_bytes;
+    g->encoded = at[SL_GPT2_BUF_ENCODED];
+    g->ln1 = at[SL_GPT2_BUF_LN1];
+    g->ln1_mean = (float *)(void *)at[SL_GPT2_BUF_LN1_MEAN];
+    g->ln1_rstd = (float *)(void *)at[SL_GPT2_BUF_LN1_RSTD];
+    g->qkv = at[SL_GPT2_BUF_QKV];
+    g->atty = at[SL_GPT2_BUF_ATTY];
+    g->att = at[SL_GPT2_BUF_ATT];
+    g->residual2 = at[SL_GPT2_BUF_RESIDUAL2];
+    g->ln2 = at[SL_GPT2_BUF_LN2];
+    g->ln2_mean = (float *)(void *)at[SL_GPT2_BUF_LN2_MEAN];
+    g->ln2_rstd = (float *)(void *)at[SL_GPT2_BUF_LN2_RSTD];
+    g->fch = at[SL_GPT2_BUF_FCH];
+    g->fch_gelu = at[SL_GPT2_BUF_FCH_GELU];
+    g->residual3 = at[SL_GPT2_BUF_RESIDUAL3];
+    g->lnf = at[SL_GPT2_BUF_LNF];
+    g->lnf_mean = (float *)(void *)at[SL_GPT2_BUF_LNF_MEAN];
+    g->lnf_rstd = (float *)(void *)at[SL_GPT2_BUF_LNF_RSTD];
+    g->logits = at[SL_GPT2_BUF_LOGITS];
+    g->ce_stats = (float *)(void *)at[SL_GPT2_BUF_CE_STATS];
+    g->proj = at[SL_GPT2_BUF_PROJ];
+    g->dresidual = at[SL_GPT2_BUF_DRESIDUAL];
+    g->dresidual2 = at[SL_GPT2_BUF_DRESIDUAL2];
+    g->dln = at[SL_GPT2_BUF_DLN];
+    g->dx = at[SL_GPT2_BUF_DX];
+    g->datty = at[SL_GPT2_BUF_DATTY];
+    g->dqkv = at[SL_GPT2_BUF_DQKV];
+    g->dfch = at[SL_GPT2_BUF_DFCH];
 }
 
 static sl_impl_gpt2 sl_gpt2_counted(const sl_gpt2_config *cfg, int B, int T, sl_dtype act_dtype) {

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shardlab/dtype.h"
 #include "shardlab/status.h"
 
 #define SL_MAX_NAME 96
@@ -78,5 +79,58 @@ void sl_model_init_range(const sl_model_desc *desc, int p, uint64_t seed, int64_
 /* Numbers of floats in the activations the GPT-2 forward/backward keeps for a (B, T) batch; the
  * reference's activation buffers and the memory prediction both use it. */
 int64_t sl_gpt2_activation_numel(const sl_gpt2_config *cfg, int B, int T);
+
+/* The buffers an engine's GPT-2 forward/backward holds for a (B, T) micro-batch — fewer than the
+ * reference keeps (sl_gpt2_activation_numel): not preatt (backward never reads it), attproj and
+ * fcproj (the residual join consumes them at once) nor the (B,T,V) probabilities (recomputed
+ * from the logits and two f32 numbers per row). The memory prediction (plan.h), the engine's
+ * kernels (which carve exactly these buffers, in this order) and the reference's logical
+ * accounting all count from this list. Shapes with C = n_embd, H = n_head, V = vocab_size. */
+typedef enum sl_gpt2_buf {
+    /* kept from forward to backward: category `activations` */
+    SL_GPT2_BUF_ENCODED,   /* (B,T,C) */
+    SL_GPT2_BUF_LN1,       /* (L,B,T,C) */
+    SL_GPT2_BUF_LN1_MEAN,  /* (L,B,T) f32 */
+    SL_GPT2_BUF_LN1_RSTD,  /* (L,B,T) f32 */
+    SL_GPT2_BUF_QKV,       /* (L,B,T,3C) */
+    SL_GPT2_BUF_ATTY,      /* (L,B,T,C) */
+    SL_GPT2_BUF_ATT,       /* (L,B,H,T,T) */
+    SL_GPT2_BUF_RESIDUAL2, /* (L,B,T,C) */
+    SL_GPT2_BUF_LN2,       /* (L,B,T,C) */
+    SL_GPT2_BUF_LN2_MEAN,  /* (L,B,T) f32 */
+    SL_GPT2_BUF_LN2_RSTD,  /* (L,B,T) f32 */
+    SL_GPT2_BUF_FCH,       /* (L,B,T,4C) */
+    SL_GPT2_BUF_FCH_GELU,  /* (L,B,T,4C) */
+    SL_GPT2_BUF_RESIDUAL3, /* (L,B,T,C) */
+    SL_GPT2_BUF_LNF,       /* (B,T,C) */
+    SL_GPT2_BUF_LNF_MEAN,  /* (B,T) f32 */
+    SL_GPT2_BUF_LNF_RSTD,  /* (B,T) f32 */
+    SL_GPT2_BUF_LOGITS,    /* (B,T,V); the head's backward overwrites it with dlogits */
+    SL_GPT2_BUF_CE_STATS,  /* (B,T,2) f32: the classifier's row max and sum of exp */
+    /* one layer's worth, live through the micro-step: category `workspace` */
+    SL_GPT2_BUF_PROJ,       /* (B,T,C) attproj or fcproj before its residual join */
+    SL_GPT2_BUF_DRESIDUAL,  /* (B,T,C) */
+    SL_GPT2_BUF_DRESIDUAL2, /* (B,T,C) */
+    SL_GPT2_BUF_DLN,        /* (B,T,C) */
+    SL_GPT2_BUF_DX,         /* (B,T,C) */
+    SL_GPT2_BUF_DATTY,      /* (B,T,C) */
+    SL_GPT2_BUF_DQKV,       /* (B,T,3C) */
+    SL_GPT2_BUF_DFCH,       /* (B,T,4C) */
+    SL_GPT2_BUF_COUNT
+} sl_gpt2_buf;
+
+#define SL_GPT2_BUF_FIRST_SCRATCH SL_GPT2_BUF_PROJ
+
+/* Elements of buffer `buf`; *is_f32 says whether it is stored in F32 whatever the activation
+ * dtype (the LayerNorm and classifier statistics). */
+int64_t sl_gpt2_buf_numel(const sl_gpt2_config *cfg, int B, int T, sl_gpt2_buf buf, int *is_f32);
+/* Bytes of buffer `buf` with activations stored in `act_dtype`, rounded up to a multiple of 64
+ * (every buffer starts on a 64-byte boundary). */
+int64_t sl_gpt2_buf_bytes(const sl_gpt2_config *cfg, int B, int T, sl_gpt2_buf buf,
+                          sl_dtype act_dtype);
+/* Σ sl_gpt2_buf_bytes over the kept buffers: what the activations category holds. */
+int64_t sl_gpt2_kept_activation_bytes(const sl_gpt2_config *cfg, int B, int T, sl_dtype act_dtype);
+/* Σ sl_gpt2_buf_bytes over the one-layer buffers: the model's share of the workspace category. */
+int64_t sl_gpt2_scratch_bytes(const sl_gpt2_config *cfg, int B, int T, sl_dtype act_dtype);
 
 #endif

@@ -205,20 +205,25 @@ const char *sl_layout_name(sl_layout_kind k);
  *                    of persistent buffers; with backward prefetch the largest other unit becomes
  *                    the largest pair of units adjacent in backward order (neither the root),
  *                    which are gathered together. Forward prefetch's overlap is not counted.
- *   grads_unsharded  LOCAL_UNSHARDED with REPLICATED or FLAT_GLOBAL layouts, or k > 1: full ×
- *                    accum_dtype (every unit's local gradient lives until the sync);
- *                    otherwise param_dtype × (ZeRO-2: full; per-unit layouts: the root's plus
- *                    the largest other unit's Σ numel_padded — the root's gradient is produced
- *                    first (tied head) and reduced last (embeddings), each block's lives from its
- *                    backward to its reduction).
+ *   grads_unsharded  one micro-step's gradient: REPLICATED / FLAT_GLOBAL: full, else the
+ *                    root's plus the largest other unit's Σ numel_padded (the root's gradient is
+ *                    produced first (tied head) and reduced last (embeddings), each block's lives
+ *                    from its backward to its reduction); in accum_dtype for a whole-model
+ *                    LOCAL_UNSHARDED gradient without accumulation, else in param_dtype. With
+ *                    no_sync over k > 1 (LOCAL_UNSHARDED), plus the accumulator: full ×
+ *                    accum_dtype, held from the first micro-step to the sync.
  *   grads_sharded    owned × (REDUCED_SHARD ? accum_dtype : master_dtype): the reduced gradient
  *                    the optimizer reads; host when offload_optimizer.
  *   optim_states     2 × owned × optim_dtype; host when offload_optimizer.
- *   activations      sl_gpt2_activation_numel(model, b, T) × param_dtype.
+ *   activations      sl_gpt2_kept_activation_bytes(model, b, T, param_dtype) (model.h).
  *   comm_buffers     the largest staging buffer of the step's collectives: an all-gather's
  *                    send shard (elements / n), a reduce-scatter's or all-reduce's whole input
  *                    (elements), in the collective's dtype.
- *   workspace        0: kernel scratch is not predicted. */
+ *   workspace        sl_gpt2_scratch_bytes(model, b, T, param_dtype) through each micro-step,
+ *                    plus the largest sl_plan_gather_map_bytes of an all-gather inside it (one
+ *                    bit per element gathered when a gather spans several buffers); or the step
+ *                    phase's re-gather map alone, if larger. A kernel backend's own scratch
+ *                    (its context's workspace, sized by its threads) is not part of the plan. */
 typedef struct sl_plan {
     sl_dialect dialect;
     sl_strategy strategy;

@@ -310,29 +310,44 @@ static void expect_peaks(const sl_plan *plan, const int64_t device[SL_MEM_CATEGO
     }
 }
 
+/* gpt-tiny's kept activations (model.h, sl_gpt2_buf) for a (b, t) micro-batch in a `size`-byte
+ * dtype, counted here independently of common/gpt2_memory.c: (B,T,C) tensors — encoded, lnf, and
+ * per layer ln1, atty, residual2, ln2, residual3, qkv (3), fch and fch_gelu (4 each) — the
+ * (B,H,T,T) att per layer and the (B,T,V) logits, in the activation dtype; per layer the two
+ * LayerNorms' mean and rstd, then ln_f's and the classifier's two numbers per row, in f32. Every
+ * buffer here is a multiple of 64 bytes, so the alignment adds nothing. */
 static int64_t tiny_activations(int b, int t, int64_t size) {
-    const sl_gpt2_config g = {
-        .n_layer = 2, .n_embd = 64, .n_head = 4, .block_size = 64, .vocab_size = 256};
-    return sl_gpt2_activation_numel(&g, b, t) * size;
+    const int64_t L = 2, C = 64, H = 4, V = 256, BT = (int64_t)b * t;
+    return size * (BT * C * (2 + 16 * L) + L * b * H * t * t + BT * V) + 4 * (4 * L * BT + 4 * BT);
+}
+
+/* The one-layer scratch: 13 (B,T,C) tensors — proj, dresidual, dresidual2, dln, dx, datty, dqkv
+ * (3), dfch (4) — in the activation dtype. */
+static int64_t tiny_scratch(int b, int t, int64_t size) {
+    return 13 * (int64_t)b * t * 64 * size;
 }
 
 /* FSDP1 FULL_SHARD, W = 4, fp32 masters, bf16 compute. Owned: 5152 + 2·12496 = 30144 elements.
  * master 30144·4; gathered root + largest block (20608 + 49984)·2; reduced shard 30144·4;
  * unsharded grads: the root's, alive through the whole backward, plus one block's
- * (20608 + 49984)·2; Adam 2·30144·4; comm: the largest reduce-scatter input 49984·2. With k = 2
- * no_sync holds every unit's grad: 120576·2. */
+ * (20608 + 49984)·2; Adam 2·30144·4; comm: the largest reduce-scatter input 49984·2; workspace:
+ * the one-layer scratch (one buffer per unit: no gather map). With k = 2, no_sync holds the bf16
+ * accumulator of every unit's grad, 120576·2, beside one micro-step's root and block grads. */
 static void test_memory_fsdp1_full_shard(void **state) {
     (void)state;
     fixture fx = fixture_compile("--use_fsdp --mixed_precision bf16 --num_processes 4");
     const int64_t none[SL_MEM_CATEGORY_COUNT] = {0};
-    int64_t dev[SL_MEM_CATEGORY_COUNT] = {
-        120576, 141184, 120576, 141184, 241152, tiny_activations(4, 64, 2), 99968, 0};
+    int64_t dev[SL_MEM_CATEGORY_COUNT] = {120576, 141184,
+                                          120576, 141184,
+                                          241152, tiny_activations(4, 64, 2),
+                                          99968,  tiny_scratch(4, 64, 2)};
     expect_peaks(fx.plan, dev, none);
     fixture_free(&fx);
     fx = fixture_compile("--use_fsdp --mixed_precision bf16 --num_processes 4 "
                          "--gradient_accumulation_steps 2 --micro_batch_size 2 --seq_len 16");
-    dev[SL_MEM_GRADS_UNSHARDED] = 241152;
+    dev[SL_MEM_GRADS_UNSHARDED] = 241152 + 141184;
     dev[SL_MEM_ACTIVATIONS] = tiny_activations(2, 16, 2);
+    dev[SL_MEM_WORKSPACE] = tiny_scratch(2, 16, 2);
     expect_peaks(fx.plan, dev, none);
     fixture_free(&fx);
 }
@@ -345,7 +360,7 @@ static void test_memory_zero2_with_optimizer_offload(void **state) {
     fixture fx = fixture_compile("--use_deepspeed --zero_stage 2 --mixed_precision bf16 "
                                  "--num_processes 4 --offload_optimizer_device cpu");
     const int64_t dev[SL_MEM_CATEGORY_COUNT] = {
-        0, 241152, 0, 241152, 0, tiny_activations(4, 64, 2), 241152, 0};
+        0, 241152, 0, 241152, 0, tiny_activations(4, 64, 2), 241152, tiny_scratch(4, 64, 2)};
     const int64_t host[SL_MEM_CATEGORY_COUNT] = {120576, 0, 60288, 0, 241152, 0, 0, 0};
     expect_peaks(fx.plan, dev, host);
     fixture_free(&fx);
@@ -354,14 +369,17 @@ static void test_memory_zero2_with_optimizer_offload(void **state) {
 /* ZeRO-3 (threshold 100, fp16): gathered = root 20480 + block 49600 + persistent 896, ·2; the
  * reduced shard accumulates in fp16 (30144·2); unsharded grads: the root's params padded to a
  * multiple of 4 (16384 + 4096 + 64 + 64) plus one block's 49984, ·2; comm: the largest
- * per-param reduce-scatter, 16384·2. */
+ * per-param reduce-scatter, 16384·2; workspace: the scratch plus the map of a block's gather,
+ * one bit per element, 49600 / 8. */
 static void test_memory_zero3(void **state) {
     (void)state;
     fixture fx = fixture_compile("--use_deepspeed --zero_stage 3 --mixed_precision fp16 "
                                  "--num_processes 4 --stage3_param_persistence_threshold 100");
     const int64_t none[SL_MEM_CATEGORY_COUNT] = {0};
-    const int64_t dev[SL_MEM_CATEGORY_COUNT] = {
-        120576, 141952, 60288, 141184, 241152, tiny_activations(4, 64, 2), 32768, 0};
+    const int64_t dev[SL_MEM_CATEGORY_COUNT] = {120576, 141952,
+                                                60288,  141184,
+                                                241152, tiny_activations(4, 64, 2),
+                                                32768,  tiny_scratch(4, 64, 2) + 49600 / 8};
     expect_peaks(fx.plan, dev, none);
     fixture_free(&fx);
 }
@@ -372,8 +390,10 @@ static void test_memory_replicated(void **state) {
     (void)state;
     fixture fx = fixture_compile("--num_processes 2");
     const int64_t none[SL_MEM_CATEGORY_COUNT] = {0};
-    int64_t dev[SL_MEM_CATEGORY_COUNT] = {
-        482304, 0, 482304, 482304, 964608, tiny_activations(4, 64, 4), 199936, 0};
+    int64_t dev[SL_MEM_CATEGORY_COUNT] = {482304, 0,
+                                          482304, 482304,
+                                          964608, tiny_activations(4, 64, 4),
+                                          199936, tiny_scratch(4, 64, 4)};
     expect_peaks(fx.plan, dev, none);
     fixture_free(&fx);
     fx = fixture_compile("--use_fsdp --fsdp_sharding_strategy NO_SHARD --mixed_precision bf16 "
@@ -382,6 +402,7 @@ static void test_memory_replicated(void **state) {
     dev[SL_MEM_GRADS_UNSHARDED] = 241152; /* accumulated in bf16 */
     dev[SL_MEM_ACTIVATIONS] = tiny_activations(4, 64, 2);
     dev[SL_MEM_COMM_BUFFERS] = 99968;
+    dev[SL_MEM_WORKSPACE] = tiny_scratch(4, 64, 2);
     expect_peaks(fx.plan, dev, none);
     fixture_free(&fx);
 }
@@ -416,6 +437,44 @@ static void test_memory_fsdp_offload_moves_shards_to_host(void **state) {
     fixture_free(&fx);
 }
 
+/* ZeRO-3 on gpt-small: per rank, the sharded model states (fp32 masters, reduced gradients,
+ * Adam moments) fall as 1/W — W · peak(W) exceeds peak(1) only by the padding of each parameter
+ * to a multiple of W, at most W - 1 elements per parameter — while what every rank holds whole
+ * (activations, workspace) does not change with W. */
+static void test_memory_zero3_sharded_states_fall_as_one_over_w_gpt_small(void **state) {
+    (void)state;
+    const sl_mem_category sharded[] = {SL_MEM_PARAMS_MASTER, SL_MEM_GRADS_SHARDED,
+                                       SL_MEM_OPTIM_STATES};
+    int64_t at1[SL_MEM_CATEGORY_COUNT] = {0};
+    for (int w = 1; w <= 4; w *= 2) {
+        char flags[256];
+        snprintf(flags, sizeof flags,
+                 "--use_deepspeed --zero_stage 3 --mixed_precision bf16 --num_processes %d "
+                 "--micro_batch_size 2 --seq_len 16",
+                 w);
+        fixture fx = {.model = fixture_model("gpt-small")};
+        sl_config *cfg = fixture_config(flags);
+        assert_int_equal(sl_plan_compile(cfg, fx.model, &fx.plan), SL_OK);
+        sl_config_destroy(cfg);
+        const int64_t *peak = fx.plan->predicted.memory[w - 1].peak[SL_SPACE_DEVICE];
+        if (w == 1) memcpy(at1, peak, sizeof at1);
+        for (size_t i = 0; i < sizeof sharded / sizeof *sharded; i++) {
+            const sl_mem_category c = sharded[i];
+            /* bytes per element of the category: its W = 1 peak over the model's numel */
+            const int64_t size = at1[c] / fx.model->total_numel;
+            const int64_t slack = (int64_t)(w - 1) * fx.model->n_params * size;
+            if (w * peak[c] < at1[c] || w * peak[c] > at1[c] + slack) {
+                fail_msg("W = %d %s: %lld bytes per rank; expected %lld / W plus at most %lld of "
+                         "padding",
+                         w, sl_mem_category_name(c), (long long)peak[c], (long long)at1[c],
+                         (long long)slack / w);
+            }
+        }
+        assert_int_equal(peak[SL_MEM_ACTIVATIONS], at1[SL_MEM_ACTIVATIONS]);
+        fixture_free(&fx);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bytes_sent_follow_ring_formulas),
@@ -435,6 +494,7 @@ int main(void) {
         cmocka_unit_test(test_memory_replicated),
         cmocka_unit_test(test_memory_backward_prefetch_holds_two_units),
         cmocka_unit_test(test_memory_fsdp_offload_moves_shards_to_host),
+        cmocka_unit_test(test_memory_zero3_sharded_states_fall_as_one_over_w_gpt_small),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
