@@ -176,6 +176,7 @@ static void sl_params_cells(const sl_plan *plan, long long psi,
     cells[optim][SL_MEM_OPTIM_STATES] = 2 * owned * (long long)sl_dtype_size(p->optim_dtype);
     cells[SL_SPACE_DEVICE][SL_MEM_ACTIVATIONS] = SL_NA;
     cells[SL_SPACE_DEVICE][SL_MEM_COMM_BUFFERS] = SL_NA;
+    cells[SL_SPACE_DEVICE][SL_MEM_WORKSPACE] = SL_NA;
 }
 
 static void sl_print_header(const sl_estimate *e, const sl_plan *any, FILE *f) {
@@ -193,7 +194,7 @@ static void sl_print_header(const sl_estimate *e, const sl_plan *any, FILE *f) {
             any->micro_batch_size, any->seq_len, any->grad_accum_steps);
     fprintf(f, "peak bytes per rank (elements x dtype size); host = offloaded\n");
     fprintf(f, "%-25s", "strategy");
-    for (int c = 0; c < SL_MEM_CATEGORY_COUNT - 1; c++)
+    for (int c = 0; c < SL_MEM_CATEGORY_COUNT; c++)
         fprintf(f, " %15s", sl_mem_category_name((sl_mem_category)c));
     fprintf(f, " %12s %12s | %12s %14s %12s\n", "device", "host", "model states", "ZeRO formula",
             "= bytes");
@@ -214,8 +215,7 @@ static sl_status sl_print_row(const sl_estimate *e, const sl_estimate_row *row, 
     bool partial = false;
     fprintf(f, "%-25s", row->label);
     char buf[32];
-    /* workspace is never predicted (plan.h): it is left out of the table */
-    for (int c = 0; c < SL_MEM_CATEGORY_COUNT - 1; c++) {
+    for (int c = 0; c < SL_MEM_CATEGORY_COUNT; c++) {
         long long sum = 0;
         bool na = false;
         for (int s = 0; s < SL_SPACE_COUNT; s++) {
@@ -227,7 +227,8 @@ static sl_status sl_print_row(const sl_estimate *e, const sl_estimate_row *row, 
             total[s] += cells[s][c];
         }
         partial |= na;
-        if (c != SL_MEM_ACTIVATIONS && c != SL_MEM_COMM_BUFFERS) states += sum;
+        if (c != SL_MEM_ACTIVATIONS && c != SL_MEM_COMM_BUFFERS && c != SL_MEM_WORKSPACE)
+            states += sum;
         sl_bytes(na ? SL_NA : sum, buf, sizeof buf);
         fprintf(f, " %15s", buf);
     }

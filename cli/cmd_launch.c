@@ -1,5 +1,6 @@
 /* shardlab launch — start W processes of a program through mpirun, each handed the resolved plan
  * through its environment (DESIGN.md §8). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -14,15 +15,15 @@
 static const char *const sl_launch_usage =
     "usage: shardlab launch [plan flags | --config_file F] [--num_processes W]\n"
     "         [--num_machines M --machine_rank R --main_process_ip IP --main_process_port P |\n"
-    "          --hostfile H] [--debug] [--dry_run] PROGRAM [ARGS...]\n"
+    "          --hostfile H] [--max_restarts N] [--debug] [--dry_run] PROGRAM [ARGS...]\n"
     "Starts W processes of PROGRAM through Open MPI's mpirun, locally or across machines. The\n"
     "plan (flags, config files, SHARDLAB_CONFIG_* variables) is checked — it must compile for W\n"
     "ranks — and reaches every process through its environment (shardlab/config_env.h), so the\n"
     "program switches between FSDP and DeepSpeed plans without a code change. SIGINT, SIGTERM\n"
     "and SIGHUP are passed on to the job. When a rank dies the job ends and the rank and its\n"
     "signal or exit status are named; launch returns the job's exit status (128 + signal for a\n"
-    "killed rank). Flags and config-file keys mean the same (machine_rank: 1 in a config file\n"
-    "is --machine_rank 1).\n"
+    "killed rank; with restarts, the last start's). Flags and config-file keys mean the same\n"
+    "(machine_rank: 1 in a config file is --machine_rank 1).\n"
     "  --config_file F         an Accelerate or DeepSpeed config file (every rank loads it too)\n"
     "  --num_processes W       ranks in all (default 1)\n"
     "  --num_machines M        machines (default 1); each runs W/M ranks\n"
@@ -32,6 +33,12 @@ static const char *const sl_launch_usage =
     "  --hostfile H            an Open MPI hostfile (\"HOST [slots=N]\" per line) instead: one\n"
     "                          launch on one machine starts every rank (--mpirun_hostfile,\n"
     "                          --deepspeed_hostfile too)\n"
+    "  --max_restarts N        when the job fails (a rank killed, or exiting non-zero), end\n"
+    "                          every rank and start the whole job again, up to N times\n"
+    "                          (default 0); each start sets SHARDLAB_RESTART_COUNT (0, 1, ...)\n"
+    "                          and the program resumes by itself, e.g. shardlab train\n"
+    "                          --output_dir D --checkpointing_steps S --resume_from_checkpoint\n"
+    "                          latest. A signal to launch stops the job without a restart\n"
     "  --debug                 check every collective's signature across ranks\n"
     "                          (SHARDLAB_COMM_DEBUG=1)\n"
     "  --dry_run               print the command (environment included) instead of running it\n"
@@ -41,7 +48,7 @@ static const char *const sl_launch_usage =
     "other.\n";
 
 /* The command's own flags (not configuration keys), for did-you-mean. */
-static const char *const sl_launch_flags[] = {"hostfile", "dry_run", "help", NULL};
+static const char *const sl_launch_flags[] = {"hostfile", "max_restarts", "dry_run", "help", NULL};
 
 static bool sl_launch_own_flag(const char *name) {
     for (const char *const *f = sl_launch_flags; *f; f++) {
@@ -103,6 +110,21 @@ static sl_status sl_launch_find_program(int argc, char **argv, int *flags_end, i
     return SL_OK;
 }
 
+/* --max_restarts N: a whole number, 0 to 1000. */
+static sl_status sl_launch_parse_restarts(sl_launch *l, const char *value) {
+    char *end = NULL;
+    errno = 0;
+    const long n = value ? strtol(value, &end, 10) : -1;
+    if (!value || !*value || *end || errno || n < 0 || n > 1000) {
+        return sl_error_set(SL_ERR_CONFIG,
+                            "launch: --max_restarts %s%s%s: expected how many times to restart "
+                            "a failed job, a whole number from 0 to 1000 (e.g. --max_restarts 3)",
+                            value ? "'" : "(no value)", value ? value : "", value ? "'" : "");
+    }
+    l->max_restarts = (int)n;
+    return SL_OK;
+}
+
 /* What sl_config_parse_args left: launch's own flags and the launch keys (machine_rank, ...),
  * which go into the config with a FLAG source like every other key, above the config files. */
 static sl_status sl_launch_parse_own(sl_launch *l, int n, char **rest) {
@@ -112,6 +134,11 @@ static sl_status sl_launch_parse_own(sl_launch *l, int n, char **rest) {
         sl_flag_split(rest[i], name, sizeof name, &value);
         if (!strcmp(name, "dry_run")) {
             l->dry_run = true;
+            continue;
+        }
+        if (!strcmp(name, "max_restarts")) {
+            if (!value && i + 1 < n) value = rest[++i];
+            SL_TRY(sl_launch_parse_restarts(l, value));
             continue;
         }
         const sl_config_key *k =
@@ -270,9 +297,14 @@ static sl_status sl_launch_run(sl_launch *l, int *exit_status, int *stopped_by) 
     sl_status st = sl_launch_build(l, &env, &cmd);
     if (st == SL_OK && l->dry_run) {
         sl_launch_print_command(&env, &cmd, stdout);
+        if (l->max_restarts > 0) {
+            printf("# when it fails, it runs again up to %d times with "
+                   "SHARDLAB_RESTART_COUNT=1..%d\n",
+                   l->max_restarts, l->max_restarts);
+        }
         *exit_status = 0;
     } else if (st == SL_OK) {
-        st = sl_launch_exec(&env, &cmd, exit_status, stopped_by);
+        st = sl_launch_supervise(l, &env, &cmd, exit_status, stopped_by);
     }
     if (rendezvous && !l->dry_run) sl_launch_rendezvous_finish(&rv, st == SL_OK ? *exit_status : 1);
     sl_strv_free(&env);

@@ -227,7 +227,8 @@ static sl_status sl_train_finish(sl_train *t, sl_trajectory *traj) {
                traj->n_steps, traj->seconds, traj->n_steps / traj->seconds,
                (double)tokens / traj->seconds,
                traj->n_steps ? traj->steps[traj->n_steps - 1].loss : 0.0);
-        sl_train_print_memory(stdout, &obs, sl_engine_comm_scratch_peak(t->engine));
+        sl_train_print_memory(stdout, &obs, sl_engine_comm_scratch_peak(t->engine),
+                              sl_engine_kernel_scratch_bytes(t->engine));
     }
     sl_observation_free(&obs);
     return st;
@@ -374,6 +375,9 @@ int sl_cmd_train(int argc, char **argv) {
     sl_train t = {0};
     const sl_status st = sl_train_run(&t, argc, argv);
     const int rc = sl_cli_report(st);
+    /* a rank failing alone: the others may wait for it in a collective, and it for them in
+     * MPI_Finalize (comm.h) */
+    if (rc != 0 && t.session) sl_comm_abort(sl_session_comm(t.session), rc);
     free(t.inputs);
     free(t.targets);
     sl_sampler_destroy(t.sampler);

@@ -18,6 +18,8 @@ typedef struct sl_strv {
 sl_status sl_strv_push(sl_strv *s, const char *text);
 sl_status sl_strv_pushf(sl_strv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sl_strv_free(sl_strv *s);
+/* Replaces the entry "NAME=..." of an environment vector, or appends "NAME=value". */
+sl_status sl_strv_setenv(sl_strv *s, const char *name, const char *value);
 
 /* What the command line asked for, validated. */
 typedef struct sl_launch {
@@ -30,12 +32,14 @@ typedef struct sl_launch {
     const char *hostfile; /* NULL when not given */
     bool debug;           /* check collective signatures (SHARDLAB_COMM_DEBUG=1) */
     bool dry_run;
-    char **program;  /* the program and its arguments, NULL-terminated */
-    char self[4096]; /* this executable: each rank runs it as the rank wrapper */
-    sl_strv hosts;   /* multi-machine without a hostfile: one address per machine */
+    int max_restarts; /* --max_restarts: times a failed job is started again */
+    char **program;   /* the program and its arguments, NULL-terminated */
+    char self[4096];  /* this executable: each rank runs it as the rank wrapper */
+    sl_strv hosts;    /* multi-machine without a hostfile: one address per machine */
 } sl_launch;
 
-/* launch_command.c: the environment added for every rank ("NAME=value") and mpirun's argv. */
+/* launch_command.c: the environment added for every rank ("NAME=value"; SHARDLAB_RESTART_COUNT=0
+ * and SHARDLAB_MAX_RESTARTS among them) and mpirun's argv. */
 sl_status sl_launch_build(const sl_launch *l, sl_strv *env, sl_strv *argv);
 /* The line --dry_run prints: the added environment as assignments, then the command, each
  * word shell-quoted. */
@@ -55,8 +59,21 @@ sl_status sl_launch_check_hostfile(const char *path, int *n_hosts);
 sl_status sl_launch_exec(const sl_strv *env, const sl_strv *argv, int *exit_status,
                          int *stopped_by);
 /* The per-rank wrapper mpirun starts: runs the program, names the rank and the signal when the
- * program dies, and returns the program's exit status (128 + signal). */
+ * program dies, and returns the program's exit status (128 + signal). A failure the wrapper did
+ * not cause itself is also appended to the file $SHARDLAB_LAUNCH_FAILURES names, when it exists on
+ * the rank's machine, as one line "RANK PID HOST signal|exit VALUE". */
 int sl_launch_rank_main(char **program);
+#define SL_LAUNCH_FAILURES_ENV "SHARDLAB_LAUNCH_FAILURES"
+/* "SIGKILL", "SIGSEGV", ...; "signal" for one without a short name here. */
+const char *sl_launch_signal_name(int sig);
+
+/* launch_restart.c: runs the job with sl_launch_exec and, while it fails (a rank killed or
+ * exiting non-zero) and restarts are left, runs it again, torchrun-style: the whole job, with
+ * SHARDLAB_RESTART_COUNT set to the restart's number. Each failure is logged with the rank that
+ * failed first, how, and what happens next. A stop requested by a signal is never restarted.
+ * *exit_status and *stopped_by are the last attempt's (sl_launch_exec). */
+sl_status sl_launch_supervise(const sl_launch *l, sl_strv *env, const sl_strv *argv,
+                              int *exit_status, int *stopped_by);
 
 /* launch_rendezvous.c: multi-machine launch without a hostfile, Accelerate style: every machine
  * runs the same command with its own --machine_rank. Machine 0 listens on --main_process_port,

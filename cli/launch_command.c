@@ -61,6 +61,20 @@ void sl_strv_free(sl_strv *s) {
     *s = (sl_strv){0};
 }
 
+sl_status sl_strv_setenv(sl_strv *s, const char *name, const char *value) {
+    const size_t len = strlen(name);
+    for (size_t i = 0; i < s->n; i++) {
+        if (strncmp(s->v[i], name, len) != 0 || s->v[i][len] != '=') continue;
+        char *entry = malloc(len + strlen(value) + 2);
+        if (!entry) return sl_error_set(SL_ERR_OOM, "out of memory building the launch command");
+        sprintf(entry, "%s=%s", name, value);
+        free(s->v[i]);
+        s->v[i] = entry;
+        return SL_OK;
+    }
+    return sl_strv_pushf(s, "%s=%s", name, value);
+}
+
 static bool sl_is_executable_file(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
@@ -147,6 +161,10 @@ static sl_status sl_launch_build_env(const sl_launch *l, sl_strv *env) {
     sl_config_env_free(cfg_env);
     SL_TRY(st);
     if (l->debug) SL_TRY(sl_strv_push(env, "SHARDLAB_COMM_DEBUG=1"));
+    /* torchrun's TORCHELASTIC_RESTART_COUNT and TORCHELASTIC_MAX_RESTARTS, under our prefix;
+     * sl_launch_supervise raises the count on each restart */
+    SL_TRY(sl_strv_push(env, "SHARDLAB_RESTART_COUNT=0"));
+    SL_TRY(sl_strv_pushf(env, "SHARDLAB_MAX_RESTARTS=%d", l->max_restarts));
     if (!getenv("OMP_NUM_THREADS")) {
         const long cores = sysconf(_SC_NPROCESSORS_ONLN);
         const long per = sl_launch_per_machine(l);

@@ -50,7 +50,8 @@ void sl_train_progress_end(sl_train_progress *p, bool quiet) {
     if (p->tty && !quiet) printf("\n");
 }
 
-void sl_train_print_memory(FILE *f, const sl_observation *obs, int64_t comm_scratch_peak) {
+void sl_train_print_memory(FILE *f, const sl_observation *obs, int64_t comm_scratch_peak,
+                           int64_t kernel_scratch) {
     const double mib = 1024.0 * 1024.0;
     fprintf(f, "peak memory per rank (MiB):\n  %-16s %-6s", "category", "space");
     for (int r = 0; r < obs->world_size; r++)
@@ -70,6 +71,7 @@ void sl_train_print_memory(FILE *f, const sl_observation *obs, int64_t comm_scra
             fprintf(f, "\n");
         }
     }
-    fprintf(f, "  (comm layer's internal staging, rank 0: %.3f MiB)\n",
-            (double)comm_scratch_peak / mib);
+    fprintf(f, "  (beside the plan's categories, rank 0: comm layer's staging %.3f MiB, kernels' "
+               "scratch %.3f MiB)\n",
+            (double)comm_scratch_peak / mib, (double)kernel_scratch / mib);
 }

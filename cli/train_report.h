@@ -25,6 +25,7 @@ void sl_train_progress_step(sl_train_progress *p, const sl_trajectory_step *rec,
 void sl_train_progress_end(sl_train_progress *p, bool quiet);
 /* The peak bytes per memory category and space for every rank (MiB), and the comm layer's own
  * staging, which the categories do not include. */
-void sl_train_print_memory(FILE *f, const sl_observation *obs, int64_t comm_scratch_peak);
+void sl_train_print_memory(FILE *f, const sl_observation *obs, int64_t comm_scratch_peak,
+                           int64_t kernel_scratch);
 
 #endif

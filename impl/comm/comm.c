@@ -168,6 +168,10 @@ int sl_comm_size(const sl_comm *comm) {
     return comm->size;
 }
 
+void sl_comm_abort(sl_comm *comm, int code) {
+    if (comm && comm->size > 1) comm->be->abort_job(comm->impl, code);
+}
+
 const char *sl_comm_backend_name(const sl_comm *comm) {
     return comm->be->name;
 }

@@ -91,6 +91,10 @@ sl_status sl_engine_save_model_hf(sl_engine *e, const char *dir,
     return st;
 }
 
+int64_t sl_engine_kernel_scratch_bytes(const sl_engine *e) {
+    return e->k->workspace_bytes(e->ctx);
+}
+
 sl_status sl_engine_observation(sl_engine *e, sl_observation *out) {
     SL_TRY(sl_observation_init(out, e->plan->world_size));
     memcpy(out->dtype_table, e->obs.dtype_table, sizeof out->dtype_table);
@@ -98,8 +102,6 @@ sl_status sl_engine_observation(sl_engine *e, sl_observation *out) {
         SL_TRY(sl_observation_add_collective(out, &e->obs.collectives[i]));
     }
     sl_mem_usage mine = e->obs.memory[e->rank];
-    /* The kernels' own scratch is held beside everything else: counted at its peak. */
-    mine.peak[SL_SPACE_DEVICE][SL_MEM_WORKSPACE] += e->k->workspace_bytes(e->ctx);
     const size_t count = sizeof mine / sizeof(int64_t);
     sl_comm *world = sl_session_comm(e->session);
     if (sl_comm_size(world) == 1) {

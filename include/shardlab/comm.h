@@ -98,6 +98,14 @@ void sl_comm_destroy(sl_comm *comm);
 
 int sl_comm_rank(const sl_comm *comm);
 int sl_comm_size(const sl_comm *comm);
+
+/* Ends the whole job with exit status `code`, for a rank that fails alone: the other ranks may be
+ * waiting in a collective this rank will never join, and a failed rank that destroys its world
+ * communicator instead would wait for them in MPI_Finalize for ever. MPI: MPI_Abort; the
+ * launcher then ends every rank within about a second. Returns (doing nothing) when comm has one
+ * rank, where nobody waits: the caller exits as usual. */
+void sl_comm_abort(sl_comm *comm, int code);
+
 const char *sl_comm_backend_name(const sl_comm *comm); /* "local", "mpi" */
 
 void sl_comm_set_debug(sl_comm *comm, bool on);

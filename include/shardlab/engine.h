@@ -192,4 +192,9 @@ sl_status sl_engine_observation(sl_engine *e, sl_observation *out);
 /* Bytes the comm layer staged internally (not part of the plan's categories). */
 int64_t sl_engine_comm_scratch_peak(const sl_engine *e);
 
+/* Bytes the kernel backend's context holds for its own scratch (matmul tiles, per-thread
+ * attention rows): they grow with the backend's thread count, which no plan knows, so they are
+ * reported beside the plan's categories rather than inside `workspace`. */
+int64_t sl_engine_kernel_scratch_bytes(const sl_engine *e);
+
 #endif

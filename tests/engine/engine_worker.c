@@ -13,7 +13,6 @@
 #include <cmocka.h>
 
 #include "common/param_file.h"
-#include "impl/engine/engine_internal.h"
 #include "shardlab/data.h"
 #include "tests/engine/engine_harness.h"
 
@@ -77,8 +76,8 @@ static sl_status ew_steps(sl_engine *e, const sl_plan *plan, int rank, double *l
     return st;
 }
 
-/* The kernel context's own workspace peak of the last ew_train (this rank): the engine adds it
- * to the workspace category of its observation; the plan leaves it out (plan.h). */
+/* The kernel context's own scratch of the last ew_train (this rank), printed beside the
+ * categories (the engine reports it apart from them: sl_engine_kernel_scratch_bytes). */
 static int64_t ew_kernel_workspace;
 
 sl_status ew_train(sl_session *s, const sl_model_desc *model, const char *flags, int steps,
@@ -91,7 +90,7 @@ sl_status ew_train(sl_session *s, const sl_model_desc *model, const char *flags,
     if (st == SL_OK) st = ew_steps(e, plan, sl_session_rank(s), losses);
     if (st == SL_OK && gather_final) st = sl_engine_gather_full(e, SL_ENGINE_MASTERS, 0, final);
     if (st == SL_OK && obs) st = sl_engine_observation(e, obs);
-    if (st == SL_OK) ew_kernel_workspace = e->k->workspace_bytes(e->ctx);
+    if (st == SL_OK) ew_kernel_workspace = sl_engine_kernel_scratch_bytes(e);
     sl_engine_destroy(e);
     if (plan_out && st == SL_OK) {
         *plan_out = plan;
@@ -144,10 +143,8 @@ static void ew_print_collective(const char *who, const sl_collective_record *c) 
 }
 
 /* Compares on rank 0; returns the number of mismatches (each printed). Every memory category
- * must equal the prediction byte for byte, the workspace once the kernel context's own scratch
- * (`kernel_ws`, which depends on the backend and its thread count) is set apart. */
-static int ew_compare(const char *flags, const sl_plan *plan, const sl_observation *obs,
-                      int64_t kernel_ws) {
+ * must equal the prediction byte for byte. */
+static int ew_compare(const char *flags, const sl_plan *plan, const sl_observation *obs) {
     const sl_observation *pred = &plan->predicted;
     int bad = 0;
     for (int s = 0; s < SL_STAGE_COUNT; s++) {
@@ -175,13 +172,11 @@ static int ew_compare(const char *flags, const sl_plan *plan, const sl_observati
         for (int sp = 0; sp < SL_SPACE_COUNT; sp++) {
             for (int c = 0; c < SL_MEM_CATEGORY_COUNT; c++) {
                 const int64_t want = pred->memory[r].peak[sp][c];
-                int64_t got = obs->memory[r].peak[sp][c];
-                if (c == SL_MEM_WORKSPACE && sp == SL_SPACE_DEVICE) got -= kernel_ws;
+                const int64_t got = obs->memory[r].peak[sp][c];
                 if (want == got) continue;
-                printf("%s: rank %d %s %s peak: predicted %lld, observed %lld bytes%s\n", flags, r,
+                printf("%s: rank %d %s %s peak: predicted %lld, observed %lld bytes\n", flags, r,
                        sl_mem_space_name((sl_mem_space)sp),
-                       sl_mem_category_name((sl_mem_category)c), (long long)want, (long long)got,
-                       c == SL_MEM_WORKSPACE ? " (without the kernel context's own)" : "");
+                       sl_mem_category_name((sl_mem_category)c), (long long)want, (long long)got);
                 bad++;
             }
         }
@@ -235,7 +230,7 @@ static int ew_observe(sl_session *s, int accum, const char *model_name, const ch
                 return 1;
             }
             if (sl_session_rank(s) == 0) {
-                bad += ew_compare(flags, plan, &obs, ew_kernel_workspace);
+                bad += ew_compare(flags, plan, &obs);
                 const sl_mem_usage *m = &obs.memory[0];
                 int64_t total = 0;
                 for (int sp = 0; sp < SL_SPACE_COUNT; sp++) {
