@@ -4,10 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hf_model.h"
 #include "common/param_file.h"
 #include "common/plan_internal.h"
 #include "ref/reduce.h"
-#include "shardlab/safetensors.h"
 
 void sl_ref_record(sl_ref_run *run, sl_coll_op op, sl_coll_group group, sl_phase phase, int micro,
                    int unit, sl_dtype dt, int64_t elements) {
@@ -43,43 +43,18 @@ void sl_ref_record(sl_ref_run *run, sl_coll_op op, sl_coll_group group, sl_phase
 
 /* ---- loading the initial parameters ---------------------------------------------------- */
 
-/* Reads one parameter, checking its shape against the model description first. */
-static sl_status sl_ref_read_param(const sl_safetensors *st, const sl_param_desc *pd, float *dst) {
-    const sl_safetensors_tensor *t = NULL;
-    SL_TRY(sl_safetensors_get(st, pd->name, &t));
-    bool same = t->ndim == pd->ndim;
-    for (int d = 0; same && d < pd->ndim; d++) same = t->shape[d] == pd->shape[d];
-    if (!same) {
-        char want[64], got[64];
-        int n = snprintf(want, sizeof want, "(");
-        for (int d = 0; d < pd->ndim; d++) {
-            n += snprintf(want + n, sizeof want - (size_t)n, d ? ", %lld" : "%lld", (long long)pd->shape[d]);
-        }
-        snprintf(want + n, sizeof want - (size_t)n, ")");
-        n = snprintf(got, sizeof got, "(");
-        for (int d = 0; d < t->ndim && n < (int)sizeof got; d++) {
-            n += snprintf(got + n, sizeof got - (size_t)n, d ? ", %lld" : "%lld", (long long)t->shape[d]);
-        }
-        if (n < (int)sizeof got) snprintf(got + n, sizeof got - (size_t)n, ")");
-        return sl_error_set(SL_ERR_MISMATCH,
-                            "%s: tensor '%s' has shape %s but the model expects %s; check that "
-                            "--model / --n_layer ... match the file",
-                            sl_safetensors_path(st), pd->name, got, want);
-    }
-    return sl_safetensors_read_f32(st, pd->name, dst, (size_t)pd->numel);
-}
-
 static sl_status sl_ref_initial_values(const sl_ref_run *run, float **full) {
     const sl_model_desc *model = run->model;
     const sl_dtype ld = run->plan->precision.load_dtype;
     if (run->opt->init_from) {
-        sl_safetensors *st = NULL;
-        SL_TRY(sl_safetensors_open(run->opt->init_from, &st));
+        /* a safetensors file or the Hugging Face layout, every name and shape checked first */
+        sl_hf_model *hf = NULL;
+        SL_TRY(sl_hf_model_open(run->opt->init_from, model, &hf));
         sl_status status = SL_OK;
         for (int p = 0; p < model->n_params && status == SL_OK; p++) {
-            status = sl_ref_read_param(st, &model->params[p], full[p]);
+            status = sl_hf_model_read(hf, p, full[p]);
         }
-        sl_safetensors_close(st);
+        sl_hf_model_close(hf);
         SL_TRY(status);
     } else {
         for (int p = 0; p < model->n_params; p++) {
