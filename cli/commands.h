@@ -26,6 +26,7 @@ int sl_cmd_estimate_memory(int argc, char **argv);
 int sl_cmd_env(int argc, char **argv);
 int sl_cmd_launch(int argc, char **argv);
 int sl_cmd_bench(int argc, char **argv);
+int sl_cmd_conformance(int argc, char **argv);
 int sl_cmd_merge_weights(int argc, char **argv);
 
 /* cli/report.c: prints "shardlab: error: <message>" for a failure; returns the exit status. */

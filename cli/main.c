@@ -19,6 +19,7 @@ static const sl_cli_command sl_commands[] = {
     {"env", sl_cmd_env, "versions, CPU, threads and configuration for a bug report"},
     {"launch", sl_cmd_launch, "start W processes of a program through mpirun with the plan"},
     {"bench", sl_cmd_bench, "benchmarks (kernels, collectives) as Google Benchmark JSON; compare"},
+    {"conformance", sl_cmd_conformance, "the conformance tiers T1-T5 and their matrix report"},
     {"merge-weights", sl_cmd_merge_weights, "consolidate a checkpoint into the Hugging Face layout"},
 };
 
