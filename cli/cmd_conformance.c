@@ -10,9 +10,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
-#include "cli/run_args.h"
 #include "conformance/suite.h"
-#include "ref/trainer.h"
 
 static const char *const sl_conformance_usage =
     "usage: shardlab conformance [--tier quick|full] [--filter PATTERN] [--jobs N] [--report DIR]\n"
@@ -27,40 +25,6 @@ static const char *const sl_conformance_usage =
     "  --report DIR        conformance.md, conformance.json and runs/ (default out/conformance)\n"
     "  --timeout SECONDS   per run (default 300)\n"
     "Exit status 0 iff every check passes (skips do not fail), 1 otherwise, 2 on bad arguments.\n";
-
-/* `shardlab conformance --ref_reversed [ref flags]`: `shardlab ref` with every reduction
- * summed in descending rank order — the runner's noise-floor runs. */
-static int sl_conformance_ref_reversed(int argc, char **argv) {
-    sl_config *cfg = NULL;
-    sl_status st = sl_config_create(&cfg);
-    sl_run_args args;
-    if (st == SL_OK) st = sl_run_args_parse(cfg, argc, argv, sl_conformance_usage, &args);
-    sl_gpt2_config gcfg;
-    if (st == SL_OK) st = sl_model_args_resolve(&args.model, &gcfg);
-    sl_model_desc *model = NULL;
-    if (st == SL_OK) st = sl_model_desc_create_gpt2(&gcfg, &model);
-    sl_plan *plan = NULL;
-    if (st == SL_OK) st = sl_plan_compile(cfg, model, &plan);
-    if (st == SL_OK) st = sl_run_args_make_out_dir(&args);
-    sl_ref_options opt = sl_ref_options_default();
-    opt.data = args.data;
-    opt.sampling = args.sampling;
-    opt.out_dir = args.out_dir;
-    opt.init_from = args.init_from;
-    opt.progress = 0;
-    opt.reverse_reduction_order = true;
-    sl_trajectory traj;
-    sl_trajectory_init(&traj, "ref");
-    sl_observation obs = {0};
-    if (st == SL_OK) st = sl_observation_init(&obs, plan->world_size);
-    if (st == SL_OK) st = sl_ref_train(plan, model, &opt, &traj, &obs);
-    sl_observation_free(&obs);
-    sl_trajectory_free(&traj);
-    sl_plan_destroy(plan);
-    sl_model_desc_destroy(model);
-    sl_config_destroy(cfg);
-    return sl_cli_report(st);
-}
 
 static void sl_conformance_on_signal(int sig) {
     (void)sig;
@@ -139,9 +103,6 @@ int sl_cmd_conformance(int argc, char **argv) {
     if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
         fputs(sl_conformance_usage, stdout);
         return 0;
-    }
-    if (argc >= 1 && !strcmp(argv[0], "--ref_reversed")) {
-        return sl_conformance_ref_reversed(argc - 1, argv + 1);
     }
     sl_conf_options o = {.tier = SL_CONF_TIER_QUICK,
                          .jobs = 2,

@@ -1,4 +1,5 @@
 /* shardlab ref — run the reference trainer (one process, W logical ranks) on a plan. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,9 +14,28 @@
 
 static const char *const sl_ref_usage =
     "usage: shardlab ref [plan flags] [model flags] [run flags]\n"
-    "Trains with the reference implementation: one process simulating --num_processes ranks.\n";
+    "Trains with the reference implementation: one process simulating --num_processes ranks.\n"
+    "  --reverse_reduction_order   sum every cross-rank reduction in descending rank order (a\n"
+    "                              legal reordering: the conformance noise floor's runs)\n";
+
+/* Takes --reverse_reduction_order out of argv[0..*argc) (compacted): the shared run flags reject
+ * it, since only the reference can choose its order. */
+static bool sl_cmd_ref_take_reverse(int *argc, char **argv) {
+    bool found = false;
+    int kept = 0;
+    for (int i = 0; i < *argc; i++) {
+        if (!strcmp(argv[i], "--reverse_reduction_order")) {
+            found = true;
+        } else {
+            argv[kept++] = argv[i];
+        }
+    }
+    *argc = kept;
+    return found;
+}
 
 static sl_status sl_cmd_ref_run(sl_config *cfg, int argc, char **argv) {
+    const bool reversed = sl_cmd_ref_take_reverse(&argc, argv);
     sl_run_args args;
     SL_TRY(sl_run_args_parse(cfg, argc, argv, sl_ref_usage, &args));
     if (args.save_model) {
@@ -32,6 +52,7 @@ static sl_status sl_cmd_ref_run(sl_config *cfg, int argc, char **argv) {
     opt.eval_every = args.eval_every;
     opt.eval_batches = args.eval_batches;
     opt.progress = !args.quiet;
+    opt.reverse_reduction_order = reversed;
 
     sl_gpt2_config gcfg;
     SL_TRY(sl_model_args_resolve(&args.model, &gcfg));
@@ -47,7 +68,8 @@ static sl_status sl_cmd_ref_run(sl_config *cfg, int argc, char **argv) {
     if (st == SL_OK) st = sl_ref_train(plan, model, &opt, &traj, &obs);
     if (st == SL_OK) {
         int64_t tokens = 0;
-        for (int i = 0; i < traj.n_steps; i++) tokens += traj.steps[i].tokens;
+        for (int i = 0; i < traj.n_steps; i++)
+            tokens += traj.steps[i].tokens;
         printf("ref: %d steps in %.2f s (%.2f steps/s, %.0f tokens/s), final loss %.4f\n",
                traj.n_steps, traj.seconds, traj.n_steps / traj.seconds,
                (double)tokens / traj.seconds,

@@ -107,6 +107,12 @@ static sl_status sl_run_parse_one(sl_config *cfg, sl_run_args *o, int n, char **
         o->save_opts.save_16bit = true;
         return SL_OK;
     }
+    if (!strcmp(a, "--reverse_reduction_order")) { /* `shardlab ref` takes it out before */
+        return sl_error_set(SL_ERR_CONFIG,
+                            "--reverse_reduction_order: only `shardlab ref` can choose the order "
+                            "of its reductions (the engine's is the collective library's); run "
+                            "`shardlab ref --reverse_reduction_order ...`, or drop the flag");
+    }
     if (!sl_run_flag_takes_value(a)) return sl_cli_unknown_flag(a, usage);
     if (*i + 1 >= n) return sl_error_set(SL_ERR_CONFIG, "%s: missing value", a);
     const char *v = rest[++*i];

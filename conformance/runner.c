@@ -122,12 +122,9 @@ static sl_status sl_conf_build_argv(const sl_conf_run_spec *s, sl_conf_argv *a) 
         sl_conf_argf(a, "%d", s->world_size);
     }
     sl_conf_arg(a, bin);
-    if (s->tool == SL_CONF_TOOL_REF && s->reverse_reduction_order) {
-        /* `shardlab ref` has no flag for the reversed order; conformance's own entry does it */
-        sl_conf_arg(a, "conformance");
-        sl_conf_arg(a, "--ref_reversed");
-    } else {
-        sl_conf_arg(a, sl_conf_tool_name(s->tool));
+    sl_conf_arg(a, sl_conf_tool_name(s->tool));
+    if (s->reverse_reduction_order) { /* `train` and `explain` reject it, naming it */
+        sl_conf_arg(a, "--reverse_reduction_order");
     }
     if (s->tool != SL_CONF_TOOL_TRAIN) {
         sl_conf_arg(a, "--num_processes");

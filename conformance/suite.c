@@ -98,6 +98,9 @@ typedef struct sl_conf_suite {
     sl_conf_floor_runs *floors;
     int n_floor_runs;
     bool worlds[SL_CONF_MAX_WORLD + 1]; /* W used by the cases that need a floor */
+    sl_conf_peer_env peer;
+    bool peer_selected[SL_CONF_PEER_PLANS];
+    int peer_runs[SL_CONF_PEER_PLANS]; /* -1: not run (not selected, or T5 skipped) */
 } sl_conf_suite;
 
 static sl_status sl_conf_oom(const char *what) {
@@ -185,6 +188,20 @@ static sl_status sl_conf_plan_runs(sl_conf_suite *s) {
                     return sl_conf_oom("run table");
             }
         }
+    }
+    bool any_peer = false;
+    for (int i = 0; i < SL_CONF_PEER_PLANS; i++)
+        any_peer = any_peer || s->peer_selected[i];
+    if (any_peer) sl_conf_peer_env_find(&s->peer);
+    for (int i = 0; i < SL_CONF_PEER_PLANS; i++) {
+        s->peer_runs[i] = -1;
+        if (!s->peer_selected[i] || !s->peer.ok) continue;
+        char label[128];
+        sl_conf_run_spec spec;
+        sl_conf_peer_plan(i, label, sizeof label, &spec);
+        spec.timeout_s = s->o->timeout_s;
+        s->peer_runs[i] = sl_conf_runs_add(&s->runs, &spec);
+        if (s->peer_runs[i] < 0) return sl_conf_oom("run table");
     }
     s->runs.results = calloc((size_t)s->runs.n + 1, sizeof *s->runs.results);
     return s->runs.results ? SL_OK : sl_conf_oom("results");
@@ -330,12 +347,24 @@ static sl_status sl_conf_evaluate(sl_conf_suite *s) {
         }
         SL_TRY(sl_conf_report_add(r, &chk, &cap));
     }
-    sl_conf_check peer = sl_conf_check_make("T5", "peer", "ref vs PyTorch");
-    sl_conf_peer_check(&peer);
-    if (peer.verdict == SL_CONF_SKIP) {
-        snprintf(r->notices, sizeof r->notices, "T5 skipped: %s", peer.detail);
+    for (int i = 0; i < SL_CONF_PEER_PLANS; i++) {
+        if (!s->peer_selected[i]) continue;
+        char label[128];
+        sl_conf_run_spec spec;
+        sl_conf_peer_plan(i, label, sizeof label, &spec);
+        sl_conf_check peer = sl_conf_check_make("T5", "peer", label);
+        const int k = s->peer_runs[i];
+        if (k < 0) {
+            peer.verdict = SL_CONF_SKIP;
+            snprintf(peer.detail, sizeof peer.detail, "%s", s->peer.why);
+            snprintf(r->notices, sizeof r->notices, "T5 skipped: %s", s->peer.why);
+        } else {
+            sl_conf_peer_check(&s->peer, s->runs.specs[k].out_dir, &s->runs.results[k],
+                               s->o->timeout_s, &peer);
+        }
+        SL_TRY(sl_conf_report_add(r, &peer, &cap));
     }
-    return sl_conf_report_add(r, &peer, &cap);
+    return SL_OK;
 }
 
 static double sl_conf_now(void) {
@@ -352,7 +381,16 @@ sl_status sl_conf_suite_run(const sl_conf_options *o, sl_conf_report *out) {
     const double t0 = sl_conf_now();
     sl_conf_suite s = {.o = o, .report = out, .runs = {.root = o->report_dir}};
     sl_status st = sl_conf_matrix_build(o->tier, o->filter, &s.m);
-    if (st == SL_OK && s.m.n == 0) {
+    bool any_peer = false;
+    for (int i = 0; i < SL_CONF_PEER_PLANS; i++) {
+        char label[128], text[160];
+        sl_conf_run_spec spec;
+        sl_conf_peer_plan(i, label, sizeof label, &spec);
+        snprintf(text, sizeof text, "T5 peer %s", label);
+        s.peer_selected[i] = !o->filter || !*o->filter || strstr(text, o->filter);
+        any_peer = any_peer || s.peer_selected[i];
+    }
+    if (st == SL_OK && s.m.n == 0 && !any_peer) {
         st = sl_error_set(SL_ERR_INVALID_ARG,
                           "conformance: --filter '%s' matches no check of the %s tier; the "
                           "checks are named \"TIER CHECK PLAN\" as in conformance.md "

@@ -2,7 +2,6 @@
 #include "tests/engine/engine_harness.h"
 
 #include <errno.h>
-#include <math.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -17,9 +16,7 @@
 
 #include <cmocka.h>
 
-#include "common/json.h"
-#include "common/param_file.h"
-#include "shardlab/safetensors.h"
+#include "conformance/divergence.h"
 
 sl_model_desc *eh_model(void) {
     const sl_gpt2_config cfg = {
@@ -146,58 +143,6 @@ void eh_rmdir(const char *dir) {
     rmdir(dir);
 }
 
-int eh_read_trajectory(const char *dir, double *loss, double *norm, int cap) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/trajectory.json", dir);
-    sl_json *root = NULL;
-    if (sl_json_parse_file(path, &root) != SL_OK) fail_msg("%s", sl_error_message());
-    const sl_json *steps = sl_json_get(root, "steps");
-    assert_non_null(steps);
-    const int n = (int)sl_json_count(steps);
-    assert_true(n <= cap);
-    for (int i = 0; i < n; i++) {
-        const sl_json *s = sl_json_at(steps, (size_t)i);
-        loss[i] = sl_json_number(sl_json_get(s, "loss"));
-        norm[i] = sl_json_number(sl_json_get(s, "grad_norm"));
-    }
-    sl_json_free(root);
-    return n;
-}
-
-float **eh_read_params(const sl_model_desc *model, const char *dir, const char *name) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    sl_safetensors *st = NULL;
-    if (sl_safetensors_open(path, &st) != SL_OK) fail_msg("%s", sl_error_message());
-    float **a = sl_param_arrays_alloc(model);
-    assert_non_null(a);
-    for (int p = 0; p < model->n_params; p++) {
-        if (sl_safetensors_read_f32(st, model->params[p].name, a[p],
-                                    (size_t)model->params[p].numel) != SL_OK) {
-            fail_msg("%s", sl_error_message());
-        }
-    }
-    sl_safetensors_close(st);
-    return a;
-}
-
-double eh_params_divergence(const sl_model_desc *model, float **a, float **b) {
-    double diff = 0.0, scale = 0.0;
-    for (int p = 0; p < model->n_params; p++) {
-        for (int64_t i = 0; i < model->params[p].numel; i++) {
-            const double d = fabs((double)a[p][i] - (double)b[p][i]);
-            if (!(d <= diff)) diff = d; /* a NaN wins */
-            if (fabs((double)b[p][i]) > scale) scale = fabs((double)b[p][i]);
-        }
-    }
-    return scale > 0.0 ? diff / scale : diff;
-}
-
 double eh_series_divergence(const double *a, const double *b, int n) {
-    double worst = 0.0;
-    for (int i = 0; i < n; i++) {
-        const double d = fabs(a[i] - b[i]) / (fabs(b[i]) > 0.0 ? fabs(b[i]) : 1.0);
-        if (!(d <= worst)) worst = d;
-    }
-    return worst;
+    return sl_conf_series_divergence(a, b, n);
 }

@@ -1,6 +1,6 @@
 /* Helpers of the engine tests: running `shardlab launch` / `shardlab train` with a time limit,
- * compiling a plan from a flag string, reading a run's trajectory.json and safetensors, and the
- * divergence measure the tolerances are stated in. */
+ * compiling a plan from a flag string. Reading a run's files and measuring divergences is the
+ * conformance library's (conformance/runner.h, conformance/divergence.h). */
 #ifndef SHARDLAB_TESTS_ENGINE_HARNESS_H
 #define SHARDLAB_TESTS_ENGINE_HARNESS_H
 
@@ -35,15 +35,8 @@ void eh_tmpdir(const char *tag, char *out, size_t cap);
 /* Removes a run directory made by eh_tmpdir and the files runs write there. */
 void eh_rmdir(const char *dir);
 
-/* Steps of DIR/trajectory.json: loss[i], grad_norm[i]; returns the count (fails on error). */
-int eh_read_trajectory(const char *dir, double *loss, double *norm, int cap);
-/* DIR/NAME as per-parameter f32 arrays (sl_param_arrays_alloc; fails on error). */
-float **eh_read_params(const sl_model_desc *model, const char *dir, const char *name);
-
-/* max_i |a_i - b_i| / max_i |b_i| over every element of every parameter: the divergence of a
- * state relative to its scale. */
-double eh_params_divergence(const sl_model_desc *model, float **a, float **b);
-/* max_i |a_i - b_i| / |b_i| over n values. */
+/* The conformance suite's series divergence, max_i |a_i - b_i| / |b_i| over n values
+ * (sl_conf_series_divergence). */
 double eh_series_divergence(const double *a, const double *b, int n);
 
 #endif

@@ -12,21 +12,21 @@
  *       (sl_ref_options.reverse_reduction_order), the legal-order noise of DESIGN.md §9;
  *   (b) the same run started from initial parameters each moved by one ulp of param_dtype,
  *       the largest perturbation the kernels' dot-product order makes to one stored value.
- * The tolerance is 4 × that floor (DESIGN.md §9's factor), per quantity (loss series, grad-norm
- * series, grads_step1, final parameters). A broken rule (a divide, a rounding point, a missed
- * reduction, a wrong shard) moves the result by far more than one ulp of every parameter. */
-#include <math.h>
+ * The tolerance is SL_CONF_TOLERANCE_MULTIPLE (4) × that floor (DESIGN.md §9's factor; the
+ * measures and the perturbation are the conformance suite's, conformance/divergence.h), per
+ * quantity (loss series, grad-norm series, grads_step1, final parameters). A broken rule (a divide,
+ * a rounding point, a missed reduction, a wrong shard) moves the result by far more than one ulp of
+ * every parameter. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
-#include "common/param_file.h"
+#include "conformance/divergence.h"
 #include "ref/trainer.h"
 #include "shardlab/safetensors.h"
 #include "tests/engine/engine_harness.h"
@@ -36,38 +36,23 @@
 
 static char out[256 * 1024];
 
+/* A run's directory and its files (trajectory, final and step-1 gradients) loaded. */
 typedef struct run_files {
     char dir[256];
-    double loss[STEPS], norm[STEPS];
-    float **final, **grads;
+    sl_conf_result r;
 } run_files;
 
-static void read_run(const sl_model_desc *model, run_files *r) {
-    assert_int_equal(eh_read_trajectory(r->dir, r->loss, r->norm, STEPS), STEPS);
-    r->final = eh_read_params(model, r->dir, "final.safetensors");
-    r->grads = eh_read_params(model, r->dir, "grads_step1.safetensors");
-}
-
-static void free_run(const sl_model_desc *model, run_files *r) {
-    sl_param_arrays_free(model, r->final);
-    sl_param_arrays_free(model, r->grads);
-}
-
-/* One ulp of dt above x's dt value (away from zero for negatives), widened. */
-static float ulp_step(float x, sl_dtype dt) {
-    const float u = sl_round_to(x, dt);
-    switch (dt) {
-    case SL_DTYPE_BF16: return sl_bf16_to_f32((uint16_t)(sl_f32_to_bf16(u) + 1));
-    case SL_DTYPE_F16: return sl_f16_to_f32((uint16_t)(sl_f32_to_f16(u) + 1));
-    default: return nextafterf(u, u >= 0.0f ? INFINITY : -INFINITY);
-    }
+static void read_run(run_files *f) {
+    if (sl_conf_result_load(SL_CONF_TOOL_REF, f->dir, &f->r) != SL_OK)
+        fail_msg("%s", sl_error_message());
+    assert_int_equal(f->r.n_steps, STEPS);
 }
 
 static void ref_run(const sl_plan *plan, const sl_model_desc *model, const char *tag, bool reversed,
-                    const char *init_from, run_files *r) {
-    eh_tmpdir(tag, r->dir, sizeof r->dir);
+                    const char *init_from, run_files *f) {
+    eh_tmpdir(tag, f->dir, sizeof f->dir);
     sl_ref_options opt = sl_ref_options_default();
-    opt.out_dir = r->dir;
+    opt.out_dir = f->dir;
     opt.reverse_reduction_order = reversed;
     opt.init_from = init_from;
     sl_trajectory traj;
@@ -78,32 +63,24 @@ static void ref_run(const sl_plan *plan, const sl_model_desc *model, const char 
         fail_msg("ref: %s", sl_error_message());
     sl_observation_free(&obs);
     sl_trajectory_free(&traj);
-    read_run(model, r);
+    read_run(f);
 }
 
-/* init.safetensors of `base` with every value moved one ulp of param_dtype, as a new file. */
-static void perturbed_init(const sl_plan *plan, const sl_model_desc *model, const char *base,
-                           char *path, size_t cap) {
-    float **init = eh_read_params(model, base, "init.safetensors");
-    for (int p = 0; p < model->n_params; p++) {
-        for (int64_t i = 0; i < model->params[p].numel; i++) {
-            init[p][i] = ulp_step(init[p][i], plan->precision.param_dtype);
-        }
+/* DIR/name of two runs, bit for bit. */
+static bool same_file_tensors(const char *a, const char *b, const char *name) {
+    char pa[512], pb[512];
+    snprintf(pa, sizeof pa, "%s/%s", a, name);
+    snprintf(pb, sizeof pb, "%s/%s", b, name);
+    sl_conf_tensors x, y;
+    if (sl_conf_tensors_read(pa, &x) != SL_OK) fail_msg("%s", sl_error_message());
+    if (sl_conf_tensors_read(pb, &y) != SL_OK) fail_msg("%s", sl_error_message());
+    bool same = x.n == y.n;
+    for (int t = 0; t < x.n && same; t++) {
+        same = !strcmp(x.names[t], y.names[t]) && x.numel[t] == y.numel[t] &&
+               memcmp(x.data[t], y.data[t], x.numel[t] * sizeof(float)) == 0;
     }
-    snprintf(path, cap, "%s/init_ulp.safetensors", base);
-    assert_int_equal(sl_param_file_write(model, init, "test", path), SL_OK);
-    sl_param_arrays_free(model, init);
-}
-
-static bool same_file_tensors(const sl_model_desc *model, const char *a, const char *b,
-                              const char *name) {
-    float **x = eh_read_params(model, a, name), **y = eh_read_params(model, b, name);
-    bool same = true;
-    for (int p = 0; p < model->n_params && same; p++) {
-        same = memcmp(x[p], y[p], (size_t)model->params[p].numel * sizeof(float)) == 0;
-    }
-    sl_param_arrays_free(model, x);
-    sl_param_arrays_free(model, y);
+    sl_conf_tensors_free(&x);
+    sl_conf_tensors_free(&y);
     return same;
 }
 
@@ -155,10 +132,6 @@ static void impl_run(int W, bool via_launch, const char *flags, const char *dir)
     if (st != 0) fail_msg("W = %d %s: exit status %d; output:\n%s", W, flags, st, out);
 }
 
-static double maxd(double a, double b) {
-    return a > b ? a : b;
-}
-
 /* Runs one case and checks it; prints the divergences and tolerances. */
 static void check_case(int W, bool via_launch, const char *plan_flags) {
     sl_model_desc *model = eh_model();
@@ -172,50 +145,45 @@ static void check_case(int W, bool via_launch, const char *plan_flags) {
     ref_run(plan, model, "ref", false, NULL, &ref);
     ref_run(plan, model, "rev", true, NULL, &rev);
     char init_path[512];
-    perturbed_init(plan, model, ref.dir, init_path, sizeof init_path);
+    snprintf(init_path, sizeof init_path, "%s/init_ulp.safetensors", ref.dir);
+    if (sl_conf_write_ulp_init(ref.dir, plan->precision.param_dtype, init_path) != SL_OK)
+        fail_msg("%s", sl_error_message());
     ref_run(plan, model, "ulp", false, init_path, &ulp);
     eh_tmpdir("impl", imp.dir, sizeof imp.dir);
     impl_run(W, via_launch, flags, imp.dir);
-    read_run(model, &imp);
+    read_run(&imp);
 
-    if (!same_file_tensors(model, imp.dir, ref.dir, "init.safetensors")) {
+    if (!same_file_tensors(imp.dir, ref.dir, "init.safetensors")) {
         fail_msg("W = %d %s: init.safetensors differs from the reference's", W, flags);
     }
     if (!same_batches(imp.dir, ref.dir)) {
         fail_msg("W = %d %s: batch_step1.safetensors differs from the reference's", W, flags);
     }
-    const double noise[4] = {
-        maxd(eh_series_divergence(rev.loss, ref.loss, STEPS),
-             eh_series_divergence(ulp.loss, ref.loss, STEPS)),
-        maxd(eh_series_divergence(rev.norm, ref.norm, STEPS),
-             eh_series_divergence(ulp.norm, ref.norm, STEPS)),
-        maxd(eh_params_divergence(model, rev.grads, ref.grads),
-             eh_params_divergence(model, ulp.grads, ref.grads)),
-        maxd(eh_params_divergence(model, rev.final, ref.final),
-             eh_params_divergence(model, ulp.final, ref.final)),
-    };
-    const double got[4] = {
-        eh_series_divergence(imp.loss, ref.loss, STEPS),
-        eh_series_divergence(imp.norm, ref.norm, STEPS),
-        eh_params_divergence(model, imp.grads, ref.grads),
-        eh_params_divergence(model, imp.final, ref.final),
-    };
-    static const char *const what[4] = {"loss", "grad_norm", "grads_step1", "final"};
+    sl_conf_divergence d_rev, d_ulp, noise, got;
+    if (sl_conf_run_divergence(&rev.r, &ref.r, &d_rev) != SL_OK ||
+        sl_conf_run_divergence(&ulp.r, &ref.r, &d_ulp) != SL_OK ||
+        sl_conf_run_divergence(&imp.r, &ref.r, &got) != SL_OK) {
+        fail_msg("W = %d %s: %s", W, flags, sl_error_message());
+    }
+    sl_conf_floor_combine(&d_rev, &d_ulp, &noise);
     printf("W=%d %-72s", W, plan_flags);
     int bad = -1;
-    for (int i = 0; i < 4; i++) {
-        printf(" %s %.1e/%.1e", what[i], got[i], 4.0 * noise[i]);
-        if (!(got[i] <= 4.0 * noise[i]) && bad < 0) bad = i;
+    for (int q = 0; q < SL_CONF_Q_COUNT; q++) {
+        const double tol = SL_CONF_TOLERANCE_MULTIPLE * noise.q[q];
+        printf(" %s %.1e/%.1e", sl_conf_quantity_name(q), got.q[q], tol);
+        if (!(got.q[q] <= tol) && bad < 0) bad = q;
     }
     printf("\n");
     if (bad >= 0) {
-        fail_msg("W = %d %s: %s divergence impl vs ref %.3e exceeds the tolerance %.3e (4 x noise "
+        fail_msg("W = %d %s: %s divergence impl vs ref %.3e exceeds the tolerance %.3e (%g x noise "
                  "floor %.3e); impl in %s, ref in %s",
-                 W, flags, what[bad], got[bad], 4.0 * noise[bad], noise[bad], imp.dir, ref.dir);
+                 W, flags, sl_conf_quantity_name(bad), got.q[bad],
+                 SL_CONF_TOLERANCE_MULTIPLE * noise.q[bad], SL_CONF_TOLERANCE_MULTIPLE,
+                 noise.q[bad], imp.dir, ref.dir);
     }
     run_files *runs[] = {&ref, &rev, &ulp, &imp};
     for (int i = 0; i < 4; i++) {
-        free_run(model, runs[i]);
+        sl_conf_result_free(&runs[i]->r);
         eh_rmdir(runs[i]->dir);
     }
     sl_plan_destroy(plan);
