@@ -8,7 +8,11 @@
  *   tokens_per_s   global tokens of a step (W·B·T) / the mean step time over steps and ranks
  *   step_ms, optimizer_ms   that mean, and the part spent in sl_engine_optimizer_step (clipping,
  *                  the norm's and ZeRO's collectives, AdamW); the rest is forward, backward and
- *                  their exposed communication, which the engine's API does not separate
+ *                  their exposed communication
+ *   comm_wait_ms   of step_ms, the time the rank was blocked in the engine's collectives
+ *                  (exposed communication); fsdp1_full_shard runs without prefetch and
+ *                  fsdp1_prefetch (FULL_SHARD) with forward_prefetch and BACKWARD_PRE, so the two
+ *                  rows show what overlapping the all-gathers with compute saves
  *   mfu            model FLOPs per second / the machine's sgemm peak, in %: (6·N + 12·L·C·T)
  *                  FLOPs per token (N parameters without wpe, as nanoGPT counts them), all
  *                  ranks together against the peak of all cores measured in the same run
@@ -22,11 +26,12 @@
 #include "bench/bench_util.h"
 #include "bench/benchmark_c/benchmark_c.h"
 #include "bench/suites.h"
+#include "impl/engine/engine_internal.h"
 #include "shardlab/engine.h"
 
 typedef struct sl_e2e_strategy {
     const char *name;
-    const char *keys[4][2]; /* config keys beyond the common ones */
+    const char *keys[6][2]; /* config keys beyond the common ones */
 } sl_e2e_strategy;
 
 static const sl_e2e_strategy sl_e2e_strategies[] = {
@@ -34,7 +39,16 @@ static const sl_e2e_strategy sl_e2e_strategies[] = {
     {"fsdp1_no_shard",
      {{"use_fsdp", "true"}, {"fsdp_version", "1"}, {"fsdp_sharding_strategy", "NO_SHARD"}}},
     {"fsdp1_full_shard",
-     {{"use_fsdp", "true"}, {"fsdp_version", "1"}, {"fsdp_sharding_strategy", "FULL_SHARD"}}},
+     {{"use_fsdp", "true"},
+      {"fsdp_version", "1"},
+      {"fsdp_sharding_strategy", "FULL_SHARD"},
+      {"fsdp_backward_prefetch", "NO_PREFETCH"}}},
+    {"fsdp1_prefetch",
+     {{"use_fsdp", "true"},
+      {"fsdp_version", "1"},
+      {"fsdp_sharding_strategy", "FULL_SHARD"},
+      {"fsdp_forward_prefetch", "true"},
+      {"fsdp_backward_prefetch", "BACKWARD_PRE"}}},
     {"fsdp1_shard_grad_op",
      {{"use_fsdp", "true"}, {"fsdp_version", "1"}, {"fsdp_sharding_strategy", "SHARD_GRAD_OP"}}},
     {"fsdp2", {{"use_fsdp", "true"}, {"fsdp_version", "2"}}},
@@ -87,7 +101,7 @@ static sl_status sl_e2e_plan(const sl_e2e_case *c, const sl_model_desc *desc, in
     sl_status st = SL_OK;
     for (size_t i = 0; st == SL_OK && i < sizeof common / sizeof common[0]; i++)
         st = sl_config_set(cfg, common[i][0], common[i][1], &src);
-    for (int i = 0; st == SL_OK && i < 4 && c->strategy->keys[i][0]; i++)
+    for (int i = 0; st == SL_OK && i < 6 && c->strategy->keys[i][0]; i++)
         st = sl_config_set(cfg, c->strategy->keys[i][0], c->strategy->keys[i][1], &src);
     if (st == SL_OK) st = sl_plan_compile(cfg, desc, plan);
     sl_config_destroy(cfg);
@@ -157,9 +171,11 @@ static sl_status sl_e2e_run(sl_bench_state *st, const sl_e2e_case *c) {
         (!(inputs = malloc(n * sizeof *inputs)) || !(targets = malloc(n * sizeof *targets)))) {
         r = sl_error_set(SL_ERR_OOM, "%s: batch of %zu tokens", c->name, n);
     }
-    double opt = 0, times[2] = {0, 0}; /* Σ step seconds, Σ optimizer seconds */
+    /* Σ step seconds, Σ optimizer seconds, Σ seconds blocked in collectives */
+    double opt = 0, times[3] = {0, 0, 0};
     int step = 0;
     if (r == SL_OK) r = sl_e2e_step(e, c, step++, rank, world, g.vocab_size, inputs, targets, &opt);
+    const double waited = e ? sl_engine_comm_wait_seconds(e) : 0;
     while (r == SL_OK && sl_bench_keep_running(st)) {
         const double t0 = sl_bench_now();
         r = sl_e2e_step(e, c, step++, rank, world, g.vocab_size, inputs, targets, &opt);
@@ -168,7 +184,8 @@ static sl_status sl_e2e_run(sl_bench_state *st, const sl_e2e_case *c) {
         times[0] += dt;
         times[1] += opt;
     }
-    if (r == SL_OK) r = sl_session_sum_f64(s, times, 2);
+    if (r == SL_OK) times[2] = sl_engine_comm_wait_seconds(e) - waited;
+    if (r == SL_OK) r = sl_session_sum_f64(s, times, 3);
     if (r == SL_OK) r = sl_engine_observation(e, &obs);
     if (r == SL_OK) {
         const double steps = (double)sl_bench_iterations(st) * world;
@@ -177,6 +194,7 @@ static sl_status sl_e2e_run(sl_bench_state *st, const sl_e2e_case *c) {
         sl_bench_set_counter(st, "tokens_per_s", tokens / t, SL_BENCH_COUNTER_PLAIN);
         sl_bench_set_counter(st, "step_ms", 1e3 * t, SL_BENCH_COUNTER_PLAIN);
         sl_bench_set_counter(st, "optimizer_ms", 1e3 * times[1] / steps, SL_BENCH_COUNTER_PLAIN);
+        sl_bench_set_counter(st, "comm_wait_ms", 1e3 * times[2] / steps, SL_BENCH_COUNTER_PLAIN);
         if (sl_e2e_peak > 0)
             sl_bench_set_counter(st, "mfu", 100 * flops / t / (sl_e2e_peak * 1e9),
                                  SL_BENCH_COUNTER_PLAIN);
@@ -241,7 +259,8 @@ sl_status sl_bench_e2e_register(sl_session *s, const sl_bench_suite_opts *o, dou
             const bool single = !strcmp(st->name, "single");
             if (single != (w == 1)) continue; /* one rank: one plan; more: the strategies */
             const bool zero3 = !strcmp(st->name, "zero3");
-            const bool quick_set = zero3 || !strcmp(st->name, "fsdp1_full_shard");
+            const bool quick_set = zero3 || !strcmp(st->name, "fsdp1_full_shard") ||
+                                   !strcmp(st->name, "fsdp1_prefetch");
             if (!single && !models[m].all_strategies && !zero3) continue;
             if (o->quick && !single && !quick_set) continue;
             SL_TRY(sl_e2e_add(models[m].model, models[m].B, models[m].T, st,

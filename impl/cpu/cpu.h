@@ -9,10 +9,16 @@
 
 #include "shardlab/kernels.h"
 
+/* Blocks of k->alloc kept after k->release for the next request of the same size (context.c). */
+#define SL_CPU_CACHE_SLOTS 8
+
 struct sl_kctx {
     void *ws; /* 64-byte aligned, ws_bytes long; reused by every op */
     size_t ws_bytes;
     size_t ws_peak;
+    sl_kctx_progress_fn progress; /* sl_kctx_set_progress */
+    void *progress_arg;
+    void *cache[SL_CPU_CACHE_SLOTS]; /* released blocks (their headers), NULL: empty slot */
 };
 
 /* A workspace of at least `bytes` for the op `op`, valid until the next call on ctx. NULL (with
@@ -55,6 +61,9 @@ void sl_cpu_f32_to_bf16(uint16_t *dst, const float *src, int64_t n);
 void sl_cpu_bf16_to_f32(float *dst, const uint16_t *src, int64_t n);
 void sl_cpu_f32_to_f16(uint16_t *dst, const float *src, int64_t n);
 void sl_cpu_f16_to_f32(float *dst, const uint16_t *src, int64_t n);
+
+/* x[i] = tanhf(x[i]) for n elements, bit for bit libm's, on the given path (tanh.c). */
+void sl_cpu_tanhf_n(float *x, int64_t n, sl_cpu_isa isa);
 
 /* g[i] = round_cd(g[i] + round_cd(contrib[i])) on n elements of a gradient's storage (F32 or
  * cd); contrib is rounded in place. The reference's sl_ref_grad_add. */

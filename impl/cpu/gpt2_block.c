@@ -2,7 +2,8 @@
  * ref/gpt2_block.c, so the rounding points are the reference's:
  *     residual2 = x + c_proj(attn(c_attn(ln_1(x))))
  *     residual3 = residual2 + mlp.c_proj(gelu(mlp.c_fc(ln_2(residual2))))
- * attproj and fcproj live only in the `proj` scratch until their residual join. */
+ * attproj and fcproj live only in the `proj` scratch until their residual join. Between ops the
+ * context's progress function runs (communication in flight advances). */
 #include "impl/cpu/gpt2_impl.h"
 
 static sl_status sl_gpt2_block_check(const sl_impl_gpt2 *g, int l, const char *fn) {
@@ -54,19 +55,28 @@ sl_status sl_impl_gpt2_block_forward(sl_impl_gpt2 *g, int l, const sl_tensor *pa
 
     SL_TRY(k->layernorm_forward(ctx, cd, &ln1, &ln1_mean, &ln1_rstd, &x, &P[SL_GPT2_LN1_W],
                                 &P[SL_GPT2_LN1_B]));
+    sl_kctx_progress(ctx);
     SL_TRY(k->matmul_forward(ctx, cd, &qkv, &ln1, &P[SL_GPT2_ATTN_W], SL_WEIGHT_IN_OUT,
                              &P[SL_GPT2_ATTN_B]));
+    sl_kctx_progress(ctx);
     SL_TRY(k->attention_forward(ctx, cd, &atty, NULL, &att, &qkv));
+    sl_kctx_progress(ctx);
     SL_TRY(k->matmul_forward(ctx, cd, &proj, &atty, &P[SL_GPT2_ATTNPROJ_W], SL_WEIGHT_IN_OUT,
                              &P[SL_GPT2_ATTNPROJ_B]));
+    sl_kctx_progress(ctx);
     SL_TRY(k->residual_forward(ctx, cd, &residual2, &x, &proj));
+    sl_kctx_progress(ctx);
     SL_TRY(k->layernorm_forward(ctx, cd, &ln2, &ln2_mean, &ln2_rstd, &residual2, &P[SL_GPT2_LN2_W],
                                 &P[SL_GPT2_LN2_B]));
+    sl_kctx_progress(ctx);
     SL_TRY(k->matmul_forward(ctx, cd, &fch, &ln2, &P[SL_GPT2_FC_W], SL_WEIGHT_IN_OUT,
                              &P[SL_GPT2_FC_B]));
+    sl_kctx_progress(ctx);
     SL_TRY(k->gelu_forward(ctx, cd, &fch_gelu, &fch));
+    sl_kctx_progress(ctx);
     SL_TRY(k->matmul_forward(ctx, cd, &proj, &fch_gelu, &P[SL_GPT2_FCPROJ_W], SL_WEIGHT_IN_OUT,
                              &P[SL_GPT2_FCPROJ_B]));
+    sl_kctx_progress(ctx);
     return k->residual_forward(ctx, cd, &residual3, &residual2, &proj);
 }
 
@@ -110,22 +120,31 @@ sl_status sl_impl_gpt2_block_backward(sl_impl_gpt2 *g, int l, const sl_tensor *p
     // residual3 = residual2 + fcproj: d(fcproj) = d(residual3)
     SL_TRY(k->matmul_backward(ctx, cd, &dfch, &G[SL_GPT2_FCPROJ_W], &G[SL_GPT2_FCPROJ_B],
                               &dresidual, &fch_gelu, &P[SL_GPT2_FCPROJ_W], SL_WEIGHT_IN_OUT));
+    sl_kctx_progress(ctx);
     SL_TRY(k->gelu_backward(ctx, cd, &dfch, &fch, &dfch));
+    sl_kctx_progress(ctx);
     SL_TRY(k->matmul_backward(ctx, cd, &dln, &G[SL_GPT2_FC_W], &G[SL_GPT2_FC_B], &dfch, &ln2,
                               &P[SL_GPT2_FC_W], SL_WEIGHT_IN_OUT));
+    sl_kctx_progress(ctx);
     SL_TRY(k->layernorm_backward(ctx, cd, &dx, &G[SL_GPT2_LN2_W], &G[SL_GPT2_LN2_B], &dln,
                                  &residual2, &P[SL_GPT2_LN2_W], &ln2_mean, &ln2_rstd));
+    sl_kctx_progress(ctx);
     // residual2 feeds both residual3 and ln_2
     SL_TRY(k->residual_forward(ctx, cd, &dresidual2, &dresidual, &dx));
+    sl_kctx_progress(ctx);
 
     // residual2 = x + attproj: d(attproj) = d(residual2)
     SL_TRY(k->matmul_backward(ctx, cd, &datty, &G[SL_GPT2_ATTNPROJ_W], &G[SL_GPT2_ATTNPROJ_B],
                               &dresidual2, &atty, &P[SL_GPT2_ATTNPROJ_W], SL_WEIGHT_IN_OUT));
+    sl_kctx_progress(ctx);
     SL_TRY(k->attention_backward(ctx, cd, &dqkv, &datty, &qkv, &att));
+    sl_kctx_progress(ctx);
     SL_TRY(k->matmul_backward(ctx, cd, &dln, &G[SL_GPT2_ATTN_W], &G[SL_GPT2_ATTN_B], &dqkv, &ln1,
                               &P[SL_GPT2_ATTN_W], SL_WEIGHT_IN_OUT));
+    sl_kctx_progress(ctx);
     SL_TRY(k->layernorm_backward(ctx, cd, &dx, &G[SL_GPT2_LN1_W], &G[SL_GPT2_LN1_B], &dln, &x,
                                  &P[SL_GPT2_LN1_W], &ln1_mean, &ln1_rstd));
+    sl_kctx_progress(ctx);
     // the block input feeds both residual2 and ln_1
     return k->residual_forward(ctx, cd, &dresidual, &dresidual2, &dx);
 }

@@ -43,7 +43,9 @@ sl_status sl_impl_gpt2_head_forward(sl_impl_gpt2 *g, const sl_tensor *params,
     const sl_tensor tg = sl_gpt2_tokens(g, targets, "targets");
     const sl_tensor loss = sl_tensor_2d(losses, SL_DTYPE_F32, g->B, g->T);
     SL_TRY(k->layernorm_forward(g->ctx, g->cd, &lnf, &mean, &rstd, &x, &lnf_w, &lnf_b));
+    sl_kctx_progress(g->ctx);
     SL_TRY(k->matmul_forward(g->ctx, g->cd, &logits, &lnf, &wte, SL_WEIGHT_OUT_IN, NULL));
+    sl_kctx_progress(g->ctx);
     return k->crossentropy_forward(g->ctx, &loss, &stats, NULL, &logits, &tg);
 }
 
@@ -73,8 +75,10 @@ sl_status sl_impl_gpt2_head_backward(sl_impl_gpt2 *g, const sl_tensor *params,
     const sl_tensor dln = sl_impl_gpt2_act_view(g, g->dln, 0, g->C);
     const sl_tensor dresidual = sl_impl_gpt2_act_view(g, g->dresidual, 0, g->C);
     SL_TRY(k->crossentropy_backward(g->ctx, g->cd, &logits, &logits, &stats, &tg, &dloss));
+    sl_kctx_progress(g->ctx);
     SL_TRY(k->matmul_backward(g->ctx, g->cd, &dln, &dwte, NULL, &logits, &lnf, &wte,
                               SL_WEIGHT_OUT_IN));
+    sl_kctx_progress(g->ctx);
     return k->layernorm_backward(g->ctx, g->cd, &dresidual, &dlnf_w, &dlnf_b, &dln, &x, &lnf_w,
                                  &mean, &rstd);
 }

@@ -111,6 +111,7 @@ static sl_status sl_engine_create_ctx(sl_session *s, const sl_plan *plan,
         goto done;
     }
     e->shard_rank = sl_plan_shard_rank(plan, e->rank);
+    if ((st = sl_engine_overlap_create(e)) != SL_OK) goto done;
     sl_engine_dtypes(e);
     if ((st = sl_observation_init(&e->obs, plan->world_size)) != SL_OK) goto done;
     for (int i = 0; i < SL_STAGE_COUNT; i++)
@@ -164,6 +165,7 @@ sl_status sl_engine_create_gpt2(sl_session *s, const sl_plan *plan, const sl_mod
 
 void sl_engine_destroy(sl_engine *e) {
     if (!e) return;
+    sl_engine_overlap_destroy(e);
     if (e->model.destroy) e->model.destroy(e->model.self);
     if (e->desc && e->plan) {
         for (int u = 0; e->gathered && u < e->desc->n_units; u++) {
@@ -260,23 +262,49 @@ static double sl_engine_sum_losses(const sl_engine *e, const sl_batch *batch) {
     return s;
 }
 
-static sl_status sl_engine_micro_body(sl_engine *e, int micro, const sl_batch *batch,
-                                      double *loss_sum) {
+/* Forward through every unit. With forward_prefetch the next unit's all-gather is issued before
+ * this unit computes (FSDP1 forward_prefetch) and advances between its kernels. */
+static sl_status sl_engine_forward_units(sl_engine *e, int micro, const sl_batch *batch) {
     const sl_engine_model *m = &e->model;
     const int n = e->desc->n_units;
     for (int u = 0; u < n; u++) {
         SL_TRY(sl_engine_gather(e, u, SL_PHASE_FORWARD, micro));
+        if (e->plan->forward_prefetch && u + 1 < n)
+            SL_TRY(sl_engine_prefetch(e, u + 1, SL_PHASE_FORWARD, micro));
         SL_TRY(m->forward(m->self, u, e->params, batch));
         sl_engine_after_forward(e, u);
     }
+    return SL_OK;
+}
+
+/* Whether unit u, about to run backward, is gathered again in backward (it was resharded after
+ * forward) rather than still held. */
+static bool sl_engine_backward_regathers(const sl_engine *e, int u) {
+    return e->per_unit && !e->held[u] && !e->desc->units[u].is_root;
+}
+
+static sl_status sl_engine_micro_body(sl_engine *e, int micro, const sl_batch *batch,
+                                      double *loss_sum) {
+    const sl_engine_model *m = &e->model;
+    const sl_plan *plan = e->plan;
+    const int n = e->desc->n_units;
+    SL_TRY(sl_engine_forward_units(e, micro, batch));
     SL_TRY(m->loss_forward(m->self, e->params, batch, e->losses));
     *loss_sum = sl_engine_sum_losses(e, batch);
     sl_engine_token_weights(e, batch);
 
     SL_TRY(sl_engine_backward_begin(e, micro));
+    /* Backward prefetch: the first unit to re-gather is fetched while the head's backward runs
+     * (the schedule's next collective either way). */
+    if (plan->backward_prefetch && n > 1 && sl_engine_backward_regathers(e, n - 1))
+        SL_TRY(sl_engine_prefetch(e, n - 1, SL_PHASE_BACKWARD, micro));
     SL_TRY(m->loss_backward(m->self, e->params, e->grads, batch, e->dlosses));
     for (int u = n - 1; u >= 1; u--) {
         SL_TRY(sl_engine_gather(e, u, SL_PHASE_BACKWARD, micro));
+        /* BACKWARD_PRE: the next unit's all-gather runs during this unit's backward compute;
+         * BACKWARD_POST issues it after (sl_engine_unit_backward_done). */
+        if (plan->backward_prefetch == 1 && u - 1 >= 1 && sl_engine_backward_regathers(e, u - 1))
+            SL_TRY(sl_engine_prefetch(e, u - 1, SL_PHASE_BACKWARD, micro));
         SL_TRY(sl_engine_unit_grads_alloc(e, u));
         SL_TRY(m->backward(m->self, u, e->params, e->grads, batch));
         SL_TRY(sl_engine_unit_backward_done(e, u, micro));
@@ -323,12 +351,7 @@ sl_status sl_engine_forward(sl_engine *e, const sl_batch *batch, float *losses) 
     const bool was = e->record;
     e->record = false;
     sl_engine_charge_model(e, true);
-    sl_status st = SL_OK;
-    for (int u = 0; st == SL_OK && u < e->desc->n_units; u++) {
-        st = sl_engine_gather(e, u, SL_PHASE_FORWARD, 0);
-        if (st == SL_OK) st = m->forward(m->self, u, e->params, batch);
-        if (st == SL_OK) sl_engine_after_forward(e, u);
-    }
+    sl_status st = sl_engine_forward_units(e, 0, batch);
     if (st == SL_OK) st = m->loss_forward(m->self, e->params, batch, losses);
     for (int u = 0; u < e->desc->n_units; u++)
         sl_engine_release(e, u);

@@ -87,28 +87,60 @@ static const void *sl_engine_grad_source(const sl_engine *e, int b, sl_dtype *dt
     return sl_engine_ptr(e->grads_unit[e->plan->buffers[b].unit], e->pd, e->unit_off[b]);
 }
 
+/* Elements handled per pass of the conversions below (a stack buffer of f32). */
+#define SL_ENGINE_RUN 512
+
 /* dst (n, reduce_dtype) = elements [first, first + n) of buffer b's local gradient as the
  * reduction reads it: no_sync gradients pass through accum_dtype first (ref keep_local). */
 static void sl_engine_stage(const sl_engine *e, int b, int64_t first, int64_t n, void *dst) {
     sl_dtype sdt;
     const void *src = sl_engine_grad_source(e, b, &sdt);
-    const bool via_accum = e->plan->accum_mode == SL_ACCUM_LOCAL_UNSHARDED && !e->accumulates;
-    for (int64_t i = 0; i < n; i++) {
-        float x = sl_engine_get(src, sdt, first + i);
-        if (via_accum) x = sl_round_to(x, e->ad);
-        sl_engine_set(dst, e->rd, i, x);
+    const bool via_accum = e->plan->accum_mode == SL_ACCUM_LOCAL_UNSHARDED && !e->accumulates &&
+                           e->ad != SL_DTYPE_F32 && e->ad != sdt;
+    if (sdt == e->rd && !via_accum) {
+        memcpy(dst, sl_engine_ptr((void *)src, sdt, first), (size_t)sl_engine_bytes(n, sdt));
+        return;
+    }
+    float x[SL_ENGINE_RUN];
+    for (int64_t j0 = 0; j0 < n; j0 += SL_ENGINE_RUN) {
+        const int64_t m = n - j0 < SL_ENGINE_RUN ? n - j0 : SL_ENGINE_RUN;
+        sl_convert_to_f32(x, sl_engine_ptr((void *)src, sdt, first + j0), sdt, (size_t)m);
+        for (int64_t i = 0; via_accum && i < m; i++)
+            x[i] = sl_round_to(x[i], e->ad);
+        sl_convert_from_f32(sl_engine_ptr(dst, e->rd, j0), e->rd, x, (size_t)m);
     }
 }
 
-/* Element j of the grad shard receives the reduced value x (ref/reduce.c modes). */
-static void sl_engine_apply(sl_engine *e, int64_t j, float x, int micro) {
+/* Elements [j0, j0 + n) of the grad shard receive the reduced values x (ref/reduce.c modes);
+ * x is modified. */
+static void sl_engine_apply_run(sl_engine *e, int64_t j0, float *x, int64_t n, int micro) {
+    void *dst = sl_engine_ptr(e->grad_shard, e->gsd, j0);
     if (e->plan->accum_mode == SL_ACCUM_LOCAL_UNSHARDED) {
-        sl_engine_set(e->grad_shard, e->gsd, j, x); /* rounded to master_dtype */
+        sl_convert_from_f32(dst, e->gsd, x, (size_t)n); /* rounded to master_dtype */
         return;
     }
-    const float y = sl_round_to(x, e->ad);
-    sl_engine_set(e->grad_shard, e->gsd, j,
-                  micro == 0 ? y : sl_engine_get(e->grad_shard, e->gsd, j) + y);
+    for (int64_t i = 0; e->ad != SL_DTYPE_F32 && i < n; i++)
+        x[i] = sl_round_to(x[i], e->ad);
+    if (micro > 0) {
+        float acc[SL_ENGINE_RUN];
+        for (int64_t i0 = 0; i0 < n; i0 += SL_ENGINE_RUN) {
+            const int64_t m = n - i0 < SL_ENGINE_RUN ? n - i0 : SL_ENGINE_RUN;
+            sl_convert_to_f32(acc, sl_engine_ptr(dst, e->gsd, i0), e->gsd, (size_t)m);
+            for (int64_t i = 0; i < m; i++)
+                x[i0 + i] = acc[i] + x[i0 + i];
+        }
+    }
+    sl_convert_from_f32(dst, e->gsd, x, (size_t)n);
+}
+
+/* Applies n reduced values stored in reduce_dtype at src to grad-shard elements from j0. */
+static void sl_engine_apply_from(sl_engine *e, int64_t j0, const void *src, int64_t n, int micro) {
+    float x[SL_ENGINE_RUN];
+    for (int64_t i0 = 0; i0 < n; i0 += SL_ENGINE_RUN) {
+        const int64_t m = n - i0 < SL_ENGINE_RUN ? n - i0 : SL_ENGINE_RUN;
+        sl_convert_to_f32(x, sl_engine_ptr((void *)src, e->rd, i0), e->rd, (size_t)m);
+        sl_engine_apply_run(e, j0 + i0, x, m, micro);
+    }
 }
 
 static sl_comm_opts sl_engine_ropts(const sl_engine *e, int micro, int unit) {
@@ -119,14 +151,38 @@ static sl_comm_opts sl_engine_ropts(const sl_engine *e, int micro, int unit) {
     return o;
 }
 
+/* Whether the reduce-scatter of buffers list[0..n) can deliver straight into the grad shard and
+ * be left in flight: FSDP's units (their all-gathers stage in place, so its staging is the only
+ * comm buffer live), no replica all-reduce to follow, the grad shard stored in reduce_dtype with
+ * this unit's elements back to back, and nothing to add them to (a sync without accumulation, or
+ * the first micro-step of a reduced-shard accumulation: every divide rule's result is stored
+ * as it is then). */
+static bool sl_engine_reduce_direct(const sl_engine *e, const int *list, int n, int micro) {
+    const sl_plan *plan = e->plan;
+    if (e->replica_comm || e->rd != e->gsd || e->whole_model_grads) return false;
+    if (plan->layout != SL_LAYOUT_FLAT_PER_UNIT && plan->layout != SL_LAYOUT_PER_PARAM_DIM0)
+        return false;
+    if (plan->accum_mode != SL_ACCUM_LOCAL_UNSHARDED && micro != 0) return false;
+    for (int i = 1; i < n; i++) {
+        if (e->shard_off[list[i]] !=
+            e->shard_off[list[i - 1]] + plan->buffers[list[i - 1]].shard_numel)
+            return false;
+    }
+    return true;
+}
+
 /* One reduce-scatter of buffers list[0..n) over the shard group (then, with hybrid sharding,
  * the all-reduce of the shard across replicas), into this rank's grad shard. The input is
  * staged rank-major — rank r's chunk holds its shard of every listed buffer — in reduce_dtype;
- * the result lands in the unit's local gradient storage, dead once staged. */
+ * the result lands in the grad shard itself when sl_engine_reduce_direct, and the collective
+ * then stays in flight through the next unit's backward (completed before the next reduction
+ * stages its input, or at the end of backward); otherwise in the unit's local gradient storage,
+ * dead once staged, and is applied from there. */
 static sl_status sl_engine_reduce_scatter(sl_engine *e, const int *list, int n, int unit,
                                           int micro) {
     const sl_plan *plan = e->plan;
     const int G = plan->shard_group_size;
+    SL_TRY(sl_engine_reduce_finish(e)); /* the previous unit's: one staging buffer at a time */
     int64_t S = 0, cap = 0;
     for (int i = 0; i < n; i++) {
         S += plan->buffers[list[i]].shard_numel;
@@ -143,6 +199,20 @@ static sl_status sl_engine_reduce_scatter(sl_engine *e, const int *list, int n, 
             off += sn;
         }
     }
+    sl_comm_opts o = sl_engine_ropts(e, micro, unit);
+    if (sl_engine_reduce_direct(e, list, n, micro)) {
+        sl_comm_request *req = NULL;
+        void *recv = sl_engine_ptr(e->grad_shard, e->gsd, e->shard_off[list[0]]);
+        const sl_status st =
+            sl_comm_reduce_scatter(e->shard_comm, stage, recv, (size_t)S, e->rd, &o, &req);
+        if (st != SL_OK) {
+            sl_engine_free(e, SL_SPACE_DEVICE, SL_MEM_COMM_BUFFERS, stage_bytes, stage);
+            return st;
+        }
+        sl_engine_note_collective(e, e->shard_comm);
+        sl_engine_reduce_pending(e, req, stage, stage_bytes);
+        return SL_OK;
+    }
     void *recv = NULL, *own = NULL;
     const int64_t recv_bytes = sl_engine_bytes(S, e->rd);
     if (!e->whole_model_grads && sl_engine_bytes(cap, e->pd) >= recv_bytes) {
@@ -155,8 +225,8 @@ static sl_status sl_engine_reduce_scatter(sl_engine *e, const int *list, int n, 
         }
         recv = own;
     }
-    sl_comm_opts o = sl_engine_ropts(e, micro, unit);
     o.skip_post_divide = e->replica_comm != NULL;
+    const double t0 = sl_engine_now();
     sl_status st = sl_comm_reduce_scatter(e->shard_comm, stage, recv, (size_t)S, e->rd, &o, NULL);
     if (st == SL_OK) sl_engine_note_collective(e, e->shard_comm);
     if (st == SL_OK && e->replica_comm) {
@@ -165,13 +235,12 @@ static sl_status sl_engine_reduce_scatter(sl_engine *e, const int *list, int n, 
         st = sl_comm_all_reduce(e->replica_comm, recv, recv, (size_t)S, e->rd, &o, NULL);
         if (st == SL_OK) sl_engine_note_collective(e, e->replica_comm);
     }
+    sl_engine_comm_blocked(e, t0);
     off = 0;
     for (int i = 0; st == SL_OK && i < n; i++) {
         const int b = list[i];
         const int64_t sn = plan->buffers[b].shard_numel;
-        for (int64_t j = 0; j < sn; j++) {
-            sl_engine_apply(e, e->shard_off[b] + j, sl_engine_get(recv, e->rd, off + j), micro);
-        }
+        sl_engine_apply_from(e, e->shard_off[b], sl_engine_ptr(recv, e->rd, off), sn, micro);
         off += sn;
     }
     if (own) sl_engine_free(e, SL_SPACE_DEVICE, SL_MEM_COMM_BUFFERS, recv_bytes, own);
@@ -196,7 +265,9 @@ static sl_status sl_engine_all_reduce(sl_engine *e, const int *list, int n, int6
         off += take;
     }
     sl_comm_opts o = sl_engine_ropts(e, micro, unit);
+    const double t0 = sl_engine_now();
     sl_status st = sl_comm_all_reduce(e->world_comm, stage, stage, (size_t)count, e->rd, &o, NULL);
+    sl_engine_comm_blocked(e, t0);
     if (st == SL_OK) sl_engine_note_collective(e, e->world_comm);
     off = 0; /* the staged position of each buffer's element 0 */
     for (int i = 0; st == SL_OK && i < n; i++) {
@@ -204,10 +275,16 @@ static sl_status sl_engine_all_reduce(sl_engine *e, const int *list, int n, int6
         const int64_t sn = plan->buffers[b].shard_numel;
         /* a shard that is the whole buffer (NO_SHARD) starts at element 0 on every rank */
         const int64_t first = sn == plan->buffers[b].numel_padded ? 0 : (int64_t)e->shard_rank * sn;
-        for (int64_t j = 0; j < sn; j++) {
-            const int64_t at = off + first + j;
-            const float x = at < count ? sl_engine_get(stage, e->rd, at) : 0.0f;
-            sl_engine_apply(e, e->shard_off[b] + j, x, micro);
+        /* elements staged (at < count), then the zero padding beyond the model's last one */
+        int64_t have = count - (off + first);
+        have = have < 0 ? 0 : (have > sn ? sn : have);
+        sl_engine_apply_from(e, e->shard_off[b], sl_engine_ptr(stage, e->rd, off + first), have,
+                             micro);
+        float zero[SL_ENGINE_RUN] = {0};
+        for (int64_t j = have; j < sn; j += SL_ENGINE_RUN) {
+            const int64_t m = sn - j < SL_ENGINE_RUN ? sn - j : SL_ENGINE_RUN;
+            sl_engine_apply_run(e, e->shard_off[b] + j, zero, m, micro);
+            memset(zero, 0, sizeof zero);
         }
         off += plan->buffers[b].numel_padded;
     }
@@ -216,18 +293,18 @@ static sl_status sl_engine_all_reduce(sl_engine *e, const int *list, int n, int6
 }
 
 /* A world of one rank: no collective and no staging; each element is its staged value (every
- * divide rule divides by 1), in chunks through a small fixed buffer. */
+ * divide rule divides by 1), in runs through a small fixed buffer. */
 static void sl_engine_reduce_alone(sl_engine *e, const int *list, int n, int micro) {
-    float chunk[256]; /* room for 256 elements of any reduce dtype */
+    float chunk[SL_ENGINE_RUN]; /* room for SL_ENGINE_RUN elements of any reduce dtype */
+    float x[SL_ENGINE_RUN];
     for (int i = 0; i < n; i++) {
         const int b = list[i];
         const int64_t sn = e->plan->buffers[b].shard_numel;
-        for (int64_t j0 = 0; j0 < sn; j0 += 256) {
-            const int64_t m = sn - j0 < 256 ? sn - j0 : 256;
+        for (int64_t j0 = 0; j0 < sn; j0 += SL_ENGINE_RUN) {
+            const int64_t m = sn - j0 < SL_ENGINE_RUN ? sn - j0 : SL_ENGINE_RUN;
             sl_engine_stage(e, b, j0, m, chunk);
-            for (int64_t j = 0; j < m; j++) {
-                sl_engine_apply(e, e->shard_off[b] + j0 + j, sl_engine_get(chunk, e->rd, j), micro);
-            }
+            sl_convert_to_f32(x, chunk, e->rd, (size_t)m);
+            sl_engine_apply_run(e, e->shard_off[b] + j0, x, m, micro);
         }
     }
 }
@@ -273,17 +350,21 @@ static sl_status sl_engine_reduce_unit(sl_engine *e, int unit, int micro) {
 sl_status sl_engine_unit_backward_done(sl_engine *e, int unit, int micro) {
     const sl_plan *plan = e->plan;
     const bool sync = sl_engine_syncs(e, micro);
-    /* Backward prefetch: the next unit's all-gather is issued before this unit's reduction. */
-    if (plan->backward_prefetch && unit - 1 >= 1 &&
-        (plan->strategy == SL_STRATEGY_FULL_SHARD || plan->strategy == SL_STRATEGY_HYBRID_SHARD)) {
-        SL_TRY(sl_engine_gather(e, unit - 1, SL_PHASE_BACKWARD, micro));
-    }
+    /* Backward prefetch: the next unit's all-gather is issued before this unit's reduction —
+     * here for BACKWARD_POST, before this unit's compute for BACKWARD_PRE (a no-op here then). It
+     * completes before the reduction stages its input, so that the two staging buffers are never
+     * live together (the plan's comm_buffers peak is the larger of them). */
+    const bool prefetch =
+        plan->backward_prefetch && unit - 1 >= 1 &&
+        (plan->strategy == SL_STRATEGY_FULL_SHARD || plan->strategy == SL_STRATEGY_HYBRID_SHARD);
+    if (prefetch) SL_TRY(sl_engine_prefetch(e, unit - 1, SL_PHASE_BACKWARD, micro));
     /* FSDP1 keeps SHARD_GRAD_OP parameters gathered after a no_sync backward. */
     const bool keep = plan->dialect == SL_DIALECT_FSDP1 && !sync &&
                       (plan->strategy == SL_STRATEGY_SHARD_GRAD_OP ||
                        plan->strategy == SL_STRATEGY_HYBRID_SHARD_ZERO2);
     if (!keep) sl_engine_release(e, unit);
     if (e->accumulates) sl_engine_keep_local(e, unit, micro);
+    if (prefetch) SL_TRY(sl_engine_gather(e, unit - 1, SL_PHASE_BACKWARD, micro));
     if (sync && plan->layout != SL_LAYOUT_FLAT_GLOBAL)
         SL_TRY(sl_engine_reduce_unit(e, unit, micro));
     sl_engine_unit_grads_free(e, unit);
@@ -293,6 +374,7 @@ sl_status sl_engine_unit_backward_done(sl_engine *e, int unit, int micro) {
 sl_status sl_engine_backward_end(sl_engine *e, int micro) {
     const sl_plan *plan = e->plan;
     const bool sync = sl_engine_syncs(e, micro);
+    SL_TRY(sl_engine_reduce_finish(e)); /* the grad shard is complete from here */
     if (sync && plan->layout == SL_LAYOUT_FLAT_GLOBAL) {
         if (plan->n_buffers != 1) {
             return sl_error_set(SL_ERR_INTERNAL, "engine: FLAT_GLOBAL plan with %d buffers",

@@ -87,6 +87,8 @@ struct sl_engine {
     int64_t global_tokens;
     double loss_sum;         /* this rank's Σ token losses over the step's micro-steps */
     float *losses, *dlosses; /* (B·T) */
+    /* engine_units.c: collectives in flight, time blocked in collectives */
+    struct sl_engine_overlap *overlap;
 };
 
 /* engine_mem.c: the accounting allocator (observe.h categories; this rank's row) */
@@ -124,5 +126,28 @@ sl_status sl_engine_backward_end(sl_engine *e, int micro);
 
 /* engine_step.c */
 sl_status sl_engine_step(sl_engine *e, sl_trajectory_step *rec);
+
+/* engine_units.c: overlap. sl_engine_prefetch issues unit's all-gather without waiting
+ * (forward_prefetch, backward_prefetch); sl_engine_gather completes it when the unit is needed.
+ * Between kernels the kernel context's progress hook advances what is in flight. At most
+ * two gathers are in flight (FSDP1's rate limiter); the engine prefetches one unit ahead. */
+sl_status sl_engine_overlap_create(sl_engine *e);
+void sl_engine_overlap_destroy(sl_engine *e);
+sl_status sl_engine_prefetch(sl_engine *e, int unit, sl_phase phase, int micro);
+/* A gradient reduce-scatter left in flight (engine_grads.c) with its staging buffer, and its
+ * completion (then the staging is released); completing none is a no-op. */
+void sl_engine_reduce_pending(sl_engine *e, sl_comm_request *req, void *stage, int64_t bytes);
+sl_status sl_engine_reduce_finish(sl_engine *e);
+/* Seconds on a monotonic clock; sl_engine_comm_blocked adds the time since `since` to what this
+ * rank spent blocked in collectives (exposed communication), which
+ * sl_engine_comm_wait_seconds reports (the benchmark's prefetch rows). */
+double sl_engine_now(void);
+void sl_engine_comm_blocked(sl_engine *e, double since);
+double sl_engine_comm_wait_seconds(const sl_engine *e);
+/* All-gathers issued ahead of their unit so far, and how many of them had compute (a kernel
+ * boundary's progress call) run while they were in flight. */
+void sl_engine_prefetch_counts(const sl_engine *e, int64_t *issued, int64_t *overlapped);
+/* The same for gradient reduce-scatters left in flight (sl_engine_reduce_pending). */
+void sl_engine_reduce_counts(const sl_engine *e, int64_t *issued, int64_t *overlapped);
 
 #endif

@@ -248,4 +248,15 @@ sl_status sl_impl_gpt2_block_backward(sl_impl_gpt2 *g, int l, const sl_tensor *p
 sl_status sl_impl_gpt2_embed_backward(sl_impl_gpt2 *g, const sl_tensor *grads,
                                       const int32_t *inputs);
 
+/* ---- communication progress between ops ----
+ *
+ * MPI advances non-blocking collectives only inside MPI calls (bench/NOTES.md), so an engine
+ * that overlaps a collective with compute installs a progress function on the context, and the
+ * per-unit GPT-2 above calls it between its ops (a model of its own may call sl_kctx_progress
+ * too). The function runs on the thread that issues the ops. NULL fn removes it. */
+typedef void (*sl_kctx_progress_fn)(void *arg);
+void sl_kctx_set_progress(sl_kctx *ctx, sl_kctx_progress_fn fn, void *arg);
+/* Calls the context's progress function, if any. */
+void sl_kctx_progress(sl_kctx *ctx);
+
 #endif
