@@ -68,6 +68,11 @@ static double sl_ref_micro_step(sl_ref_run *run, int m, int64_t global_tokens, f
     for (int u = 0; u <= L; u++) {
         for (int r = 0; r < W; r++) {
             sl_ref_run_gather(run, r, u, SL_PHASE_FORWARD, m);
+            /* forward prefetch (FSDP1): the next block's all-gather is issued before this unit
+             * computes, so the two are gathered together; the order of the gathers is unchanged */
+            if (plan->forward_prefetch && u + 1 <= L) {
+                sl_ref_run_gather(run, r, u + 1, SL_PHASE_FORWARD, m);
+            }
             if (u == 0) {
                 sl_ref_gpt2_embed_forward(model, run->params, sl_ref_run_inputs(run, r, m), cd, run->acts[r]);
             } else {

@@ -202,9 +202,9 @@ const char *sl_layout_name(sl_layout_kind k);
  *                    FLAT_GLOBAL: full (ZeRO-1/2 keep the compute params whole);
  *                    SHARD_GRAD_OP / HYBRID_SHARD_ZERO2: full; FULL_SHARD / HYBRID_SHARD /
  *                    ZeRO-3: the root's gather + the largest other unit's gather + Σ numel_padded
- *                    of persistent buffers; with backward prefetch the largest other unit becomes
- *                    the largest pair of units adjacent in backward order (neither the root),
- *                    which are gathered together. Forward prefetch's overlap is not counted.
+ *                    of persistent buffers; with backward or forward prefetch the largest other
+ *                    unit becomes the largest pair of adjacent units (neither the root), which
+ *                    are gathered together.
  *   grads_unsharded  one micro-step's gradient: REPLICATED / FLAT_GLOBAL: full, else the
  *                    root's plus the largest other unit's Σ numel_padded (the root's gradient is
  *                    produced first (tied head) and reduced last (embeddings), each block's lives

@@ -4,10 +4,8 @@
  *    reductions every variant's losses and final weights are bit-identical to the run without
  *    prefetch;
  *  - the collectives of a step are issued in the order the plan predicts for that variant, and
- *    every memory category's peak equals the plan's (workspace is the observation test's);
- *    forward prefetch holds two adjacent units during forward, which the plan counts only when
- *    backward prefetch is on too (plan.h), so without it params_gathered is held against the
- *    BACKWARD_PRE plan's prediction — the same pair;
+ *    every memory category's peak equals the plan's (either prefetch holds two adjacent units
+ *    at once, as the plan counts);
  *  - the prefetched all-gathers really overlap compute: each one issued ahead is still in flight
  *    when the next kernel boundary advances it, and none is issued without prefetch; and with the
  *    grad shard in reduce_dtype (fp32) each unit's gradient reduce-scatter is left in flight
@@ -40,8 +38,7 @@ static const char *const ep_variants[] = {
 };
 #define EP_N_VARIANTS (int)(sizeof ep_variants / sizeof ep_variants[0])
 
-static int ep_compare(const char *flags, const sl_plan *plan, const sl_plan *pair_plan,
-                      const sl_observation *obs) {
+static int ep_compare(const char *flags, const sl_plan *plan, const sl_observation *obs) {
     const sl_observation *pred = &plan->predicted;
     int bad = 0;
     if (pred->n_collectives != obs->n_collectives) {
@@ -63,12 +60,7 @@ static int ep_compare(const char *flags, const sl_plan *plan, const sl_plan *pai
     for (int r = 0; r < obs->world_size; r++) {
         for (int sp = 0; sp < SL_SPACE_COUNT; sp++) {
             for (int c = 0; c < SL_MEM_CATEGORY_COUNT; c++) {
-                if (c == SL_MEM_WORKSPACE) continue;
-                const sl_plan *want_plan = c == SL_MEM_PARAMS_GATHERED && plan->forward_prefetch &&
-                                                   !plan->backward_prefetch
-                                               ? pair_plan
-                                               : plan;
-                const int64_t want = want_plan->predicted.memory[r].peak[sp][c];
+                const int64_t want = plan->predicted.memory[r].peak[sp][c];
                 const int64_t got = obs->memory[r].peak[sp][c];
                 if (want == got) continue;
                 printf("%s: rank %d %s peak: predicted %lld, observed %lld bytes\n", flags, r,
@@ -89,23 +81,18 @@ static int ep_identical(sl_session *s, const char *base) {
     float **final[EP_N_VARIANTS] = {0};
     int bad = 0;
     for (int v = 0; v < EP_N_VARIANTS && !bad; v++) {
-        char flags[1024], pair_flags[1024];
+        char flags[1024];
         snprintf(flags, sizeof flags, "%s %s --micro_batch_size 2 --seq_len 16 --seed 3", base,
                  ep_variants[v]);
-        snprintf(pair_flags, sizeof pair_flags,
-                 "%s --fsdp_backward_prefetch BACKWARD_PRE --micro_batch_size 2 --seq_len 16 "
-                 "--num_processes %d",
-                 base, sl_session_world_size(s));
         final[v] = root ? sl_param_arrays_alloc(model) : NULL;
         sl_observation obs = {0};
         sl_plan *plan = NULL;
         sl_status st = ew_train(s, model, flags, STEPS, losses[v], true, final[v], &obs, &plan);
-        sl_plan *pair_plan = st == SL_OK ? eh_plan(model, pair_flags) : NULL;
         if (st != SL_OK) {
             printf("%s: %s\n", flags, sl_error_message());
             bad++;
         } else if (root) {
-            bad += ep_compare(flags, plan, pair_plan, &obs);
+            bad += ep_compare(flags, plan, &obs);
             if (v > 0 && memcmp(losses[v], losses[0], sizeof losses[0]) != 0) {
                 printf("%s: losses differ from the run without prefetch\n", flags);
                 bad++;
@@ -122,7 +109,6 @@ static int ep_identical(sl_session *s, const char *base) {
         }
         sl_observation_free(&obs);
         sl_plan_destroy(plan);
-        sl_plan_destroy(pair_plan);
     }
     for (int v = 0; v < EP_N_VARIANTS; v++)
         sl_param_arrays_free(model, final[v]);

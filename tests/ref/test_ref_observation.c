@@ -18,6 +18,8 @@ static const char *const strategies[] = {
     "",
     "--use_fsdp --fsdp_sharding_strategy FULL_SHARD",
     "--use_fsdp --fsdp_sharding_strategy FULL_SHARD --fsdp_use_orig_params false",
+    "--use_fsdp --fsdp_sharding_strategy FULL_SHARD --fsdp_forward_prefetch true "
+    "--fsdp_backward_prefetch NO_PREFETCH",
     "--use_fsdp --fsdp_sharding_strategy SHARD_GRAD_OP",
     "--use_fsdp --fsdp_sharding_strategy NO_SHARD",
     "--use_fsdp --fsdp_sharding_strategy HYBRID_SHARD --num_machines 2",
