@@ -26,7 +26,6 @@
 #include "bench/bench_util.h"
 #include "bench/benchmark_c/benchmark_c.h"
 #include "bench/suites.h"
-#include "impl/engine/engine_internal.h"
 #include "shardlab/engine.h"
 
 typedef struct sl_e2e_strategy {

@@ -140,10 +140,9 @@ void sl_engine_reduce_pending(sl_engine *e, sl_comm_request *req, void *stage, i
 sl_status sl_engine_reduce_finish(sl_engine *e);
 /* Seconds on a monotonic clock; sl_engine_comm_blocked adds the time since `since` to what this
  * rank spent blocked in collectives (exposed communication), which
- * sl_engine_comm_wait_seconds reports (the benchmark's prefetch rows). */
+ * sl_engine_comm_wait_seconds (engine.h) reports. */
 double sl_engine_now(void);
 void sl_engine_comm_blocked(sl_engine *e, double since);
-double sl_engine_comm_wait_seconds(const sl_engine *e);
 /* All-gathers issued ahead of their unit so far, and how many of them had compute (a kernel
  * boundary's progress call) run while they were in flight. */
 void sl_engine_prefetch_counts(const sl_engine *e, int64_t *issued, int64_t *overlapped);

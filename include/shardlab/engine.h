@@ -197,4 +197,8 @@ int64_t sl_engine_comm_scratch_peak(const sl_engine *e);
  * reported beside the plan's categories rather than inside `workspace`. */
 int64_t sl_engine_kernel_scratch_bytes(const sl_engine *e);
 
+/* Seconds this rank has spent blocked waiting for the engine's collectives since the engine was
+ * created: the communication that compute did not hide (exposed communication). */
+double sl_engine_comm_wait_seconds(const sl_engine *e);
+
 #endif
