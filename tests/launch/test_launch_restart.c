@@ -213,6 +213,23 @@ static void test_dry_run_shows_restart_variables(void **state) {
     sl_lt_expect(sl_out, "up to 3 times with SHARDLAB_RESTART_COUNT=1..3");
 }
 
+/* libgomp's spinning barriers starve a descheduled partner thread: launch sets a passive wait
+ * policy for the ranks, unless the user chose one (which reaches every rank as it is). */
+static void test_dry_run_sets_passive_omp_wait_policy_unless_user_set(void **state) {
+    (void)state;
+    unsetenv("OMP_WAIT_POLICY");
+    int st = sl_run((char *[]){"--num_processes", "2", "--dry_run", "/bin/true", NULL});
+    if (st != 0) fail_msg("exit status %d; output:\n%s", st, sl_out);
+    sl_lt_expect(sl_out, "OMP_WAIT_POLICY=passive ");
+    sl_lt_expect(sl_out, "-x OMP_WAIT_POLICY ");
+    setenv("OMP_WAIT_POLICY", "active", 1);
+    st = sl_run((char *[]){"--num_processes", "2", "--dry_run", "/bin/true", NULL});
+    unsetenv("OMP_WAIT_POLICY");
+    if (st != 0) fail_msg("exit status %d; output:\n%s", st, sl_out);
+    if (strstr(sl_out, "OMP_WAIT_POLICY=passive")) fail_msg("user's policy replaced:\n%s", sl_out);
+    sl_lt_expect(sl_out, "-x OMP_WAIT_POLICY ");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
@@ -227,6 +244,7 @@ int main(void) {
                                         sl_setup, sl_teardown),
         cmocka_unit_test(test_max_restarts_rejects_bad_values_naming_flag_and_value),
         cmocka_unit_test(test_dry_run_shows_restart_variables),
+        cmocka_unit_test(test_dry_run_sets_passive_omp_wait_policy_unless_user_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
