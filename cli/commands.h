@@ -28,6 +28,8 @@ int sl_cmd_launch(int argc, char **argv);
 int sl_cmd_bench(int argc, char **argv);
 int sl_cmd_conformance(int argc, char **argv);
 int sl_cmd_merge_weights(int argc, char **argv);
+int sl_cmd_compare(int argc, char **argv);
+int sl_cmd_report(int argc, char **argv);
 
 /* cli/report.c: prints "shardlab: error: <message>" for a failure; returns the exit status. */
 int sl_cli_report(sl_status st);

@@ -21,6 +21,8 @@ static const sl_cli_command sl_commands[] = {
     {"bench", sl_cmd_bench, "benchmarks (kernels, collectives) as Google Benchmark JSON; compare"},
     {"conformance", sl_cmd_conformance, "the conformance tiers T1-T5 and their matrix report"},
     {"merge-weights", sl_cmd_merge_weights, "consolidate a checkpoint into the Hugging Face layout"},
+    {"compare", sl_cmd_compare, "two configs trained side by side; --ablate attributes the gap"},
+    {"report", sl_cmd_report, "regenerate reports/: conformance, equivalence, dtypes, memory"},
 };
 
 #define SL_N_COMMANDS (sizeof sl_commands / sizeof sl_commands[0])

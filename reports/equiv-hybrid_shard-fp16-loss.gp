@@ -1,0 +1,12 @@
+# data: equiv-hybrid_shard-fp16-loss.dat
+set terminal pngcairo size 1000,600 noenhanced
+set output 'equiv-hybrid_shard-fp16-loss.png'
+set title 'HYBRID_SHARD ↔ ZeRO++ hpZ (ZeRO-3, zero_hpz_partition_size 2), fp16 (loss scaling)'
+set xlabel 'step'
+set ylabel 'loss'
+set grid
+set key outside right top
+set datafile missing 'NaN'
+plot \
+  'equiv-hybrid_shard-fp16-loss.dat' index 0 using 1:2 with linespoints pt 7 ps 0.5 title 'FSDP (A)', \
+  'equiv-hybrid_shard-fp16-loss.dat' index 1 using 1:2 with linespoints pt 7 ps 0.5 title 'DeepSpeed (B)'

@@ -1,0 +1,19 @@
+# data: memory-zero3.dat
+set terminal pngcairo size 1000,600 noenhanced
+set output 'memory-zero3.png'
+set title 'DeepSpeed ZeRO-3, gpt-small bf16: predicted peak per rank'
+set xlabel 'W (ranks)'
+set ylabel 'MiB per rank'
+set grid
+set key outside right top
+set datafile missing 'NaN'
+set logscale x 2
+plot \
+  'memory-zero3.dat' index 0 using 1:2 with linespoints pt 7 ps 0.5 title 'params_master', \
+  'memory-zero3.dat' index 1 using 1:2 with linespoints pt 7 ps 0.5 title 'params_gathered', \
+  'memory-zero3.dat' index 2 using 1:2 with linespoints pt 7 ps 0.5 title 'grads_sharded', \
+  'memory-zero3.dat' index 3 using 1:2 with linespoints pt 7 ps 0.5 title 'grads_unsharded', \
+  'memory-zero3.dat' index 4 using 1:2 with linespoints pt 7 ps 0.5 title 'optim_states', \
+  'memory-zero3.dat' index 5 using 1:2 with linespoints pt 7 ps 0.5 title 'activations', \
+  'memory-zero3.dat' index 6 using 1:2 with linespoints pt 7 ps 0.5 title 'comm_buffers', \
+  'memory-zero3.dat' index 7 using 1:2 with linespoints pt 7 ps 0.5 title 'workspace'
