@@ -42,8 +42,8 @@ static const char *const sl_launch_usage =
     "  --debug                 check every collective's signature across ranks\n"
     "                          (SHARDLAB_COMM_DEBUG=1)\n"
     "  --dry_run               print the command (environment included) instead of running it\n"
-    "Environment: OMP_NUM_THREADS defaults to cores / (ranks per machine) and OMP_WAIT_POLICY\n"
-    "to passive (either kept when set); SHARDLAB_COMM_DEBUG,\n"
+    "Environment: OMP_NUM_THREADS defaults to cores / (ranks per machine) and GOMP_SPINCOUNT to\n"
+    "10000 unless it or OMP_WAIT_POLICY is set; SHARDLAB_COMM_DEBUG,\n"
     "SHARDLAB_COMM_TIMEOUT and every other SHARDLAB_* variable reach all ranks;\n"
     "SHARDLAB_LAUNCH_TIMEOUT (seconds, default 300) bounds how long machines wait for each "
     "other.\n";

@@ -8,13 +8,15 @@
  * --oversubscribe: lets W exceed the cores; Open MPI only switches ranks to yield-when-idle when
  *   a node really is oversubscribed, so passing it always costs nothing (bench/NOTES.md).
  * --bind-to none: ranks share the cores with their OpenMP threads; OMP_NUM_THREADS is set to
- *   cores / (ranks per machine), at least 1, unless the user set it, and OMP_WAIT_POLICY to
- *   passive unless the user set it: libgomp's default spins at every barrier, and a spinning
- *   thread takes the core a descheduled partner needs (gpt-small at load average 3: 408-484
- *   tokens/s active, 1,203-1,221 passive; bench/NOTES.md).
+ *   cores / (ranks per machine), at least 1, unless the user set it; and libgomp's spin before
+ *   a thread sleeps at a barrier is cut to GOMP_SPINCOUNT=10000 unless the user set it or
+ *   OMP_WAIT_POLICY: the default long spin takes the core a descheduled partner thread needs
+ *   when anything else runs on the machine (bench/NOTES.md: 429 tokens/s with the default spin
+ *   under load, 1,024-1,322 with the short one; 2,239 on an idle machine, where passive waiting
+ *   gave 1,841).
  * -x: mpirun copies the named variables to ranks on other machines (locally they are inherited):
  *   the resolved plan (SHARDLAB_CONFIG_*), every other SHARDLAB_* variable, OMP_NUM_THREADS,
- *   OMP_WAIT_POLICY.
+ *   GOMP_SPINCOUNT, OMP_WAIT_POLICY.
  * The rank wrapper (launch_exec.c) reports which rank died and how. */
 #include <stdarg.h>
 #include <stdio.h>
@@ -175,7 +177,9 @@ static sl_status sl_launch_build_env(const sl_launch *l, sl_strv *env) {
         const long threads = cores > per ? cores / per : 1;
         SL_TRY(sl_strv_pushf(env, "OMP_NUM_THREADS=%ld", threads));
     }
-    if (!getenv("OMP_WAIT_POLICY")) SL_TRY(sl_strv_push(env, "OMP_WAIT_POLICY=passive"));
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) {
+        SL_TRY(sl_strv_push(env, "GOMP_SPINCOUNT=10000"));
+    }
     return SL_OK;
 }
 
@@ -187,7 +191,7 @@ static bool sl_strv_has_name(const sl_strv *s, size_t first, const char *name, s
 }
 
 /* -x NAME for each added variable, each SHARDLAB_* variable of the launcher's environment and a
- * user-set OMP_NUM_THREADS or OMP_WAIT_POLICY. */
+ * user-set OMP_NUM_THREADS, OMP_WAIT_POLICY or GOMP_SPINCOUNT. */
 static sl_status sl_launch_push_exports(const sl_strv *env, sl_strv *argv) {
     const size_t first = argv->n;
     for (size_t i = 0; i < env->n; i++) {
@@ -201,7 +205,8 @@ static sl_status sl_launch_push_exports(const sl_strv *env, sl_strv *argv) {
         if (!eq) continue;
         const size_t len = (size_t)(eq - *e);
         const bool ours = !strncmp(*e, "SHARDLAB_", 9) || !strncmp(*e, "OMP_NUM_THREADS=", 16) ||
-                          !strncmp(*e, "OMP_WAIT_POLICY=", 16);
+                          !strncmp(*e, "OMP_WAIT_POLICY=", 16) ||
+                          !strncmp(*e, "GOMP_SPINCOUNT=", 15);
         if (!ours || sl_strv_has_name(argv, first, *e, len)) continue;
         SL_TRY(sl_strv_push(argv, "-x"));
         SL_TRY(sl_strv_pushf(argv, "%.*s", (int)len, *e));

@@ -16,43 +16,29 @@
 
 #include "bench/results.h"
 #include "bench/suites.h"
-#include "tests/bench/bench_harness.h"
+#include "tests/support/support.h"
 
 static char sl_dir[256];
 static char sl_out[256 * 1024];
 
 static int sl_setup(void **state) {
     (void)state;
-    sl_bt_mkdtemp("shardlab-bench-coll", sl_dir);
-    return sl_dir[0] ? 0 : -1;
+    sl_ts_mkdtemp("bench-coll", sl_dir, sizeof sl_dir);
+    return 0;
 }
 
 static int sl_teardown(void **state) {
     (void)state;
-    sl_bt_rmtree(sl_dir);
+    sl_ts_rmtree(sl_dir);
     return 0;
-}
-
-/* Under ASan the ranks' leak check must look past Open MPI and libbenchmark, which keep
- * allocations until exit. */
-static void sl_env(const char *extra, char **env) {
-    int n = 0;
-#ifdef __SANITIZE_ADDRESS__
-    env[n++] = "OMPI_MCA_mca_base_component_disable_dlclose=1";
-    env[n++] = "ASAN_OPTIONS=fast_unwind_on_malloc=0";
-    env[n++] = "LSAN_OPTIONS=suppressions=" SL_SOURCE_DIR "/tests/bench/lsan.supp";
-#endif
-    if (extra) env[n++] = (char *)extra;
-    env[n] = NULL;
 }
 
 /* Every collective family at 1 KiB, W = 2 and 4, into out.json; returns the exit status. */
 static int sl_run_collectives(const char *extra_env, char *json) {
-    sl_bt_path(json, sl_dir, "out.json");
+    snprintf(json, 4096, "%s/out.json", sl_dir);
     remove(json);
-    char *env[8];
-    sl_env(extra_env, env);
-    char *argv[] = {sl_bt_shardlab(),
+    char *env[] = {(char *)extra_env, NULL};
+    char *argv[] = {sl_ts_shardlab_bin(),
                     "bench",
                     "--suite",
                     "collectives",
@@ -64,10 +50,8 @@ static int sl_run_collectives(const char *extra_env, char *json) {
                     "--out",
                     json,
                     NULL};
-    bool timed_out = false;
-    const int rc = sl_bt_run(argv, env, 300, sl_out, sizeof sl_out, &timed_out);
-    if (timed_out) fail_msg("bench did not finish within 300 s; output:\n%s", sl_out);
-    return rc;
+    const sl_ts_spawn how = {.env = env};
+    return sl_ts_run(argv, &how, 300, sl_out, sizeof sl_out, NULL);
 }
 
 static double sl_counter(const sl_bench_result *run, const char *key) {

@@ -12,28 +12,28 @@
 #include <cmocka.h>
 
 #include "bench/compare.h"
-#include "tests/bench/bench_harness.h"
 #include "tests/bench/fake_results.h"
+#include "tests/support/support.h"
 
 static char sl_dir[256];
 static char sl_out[64 * 1024];
 
 static int sl_setup(void **state) {
     (void)state;
-    sl_bt_mkdtemp("shardlab-bench-compare", sl_dir);
-    return sl_dir[0] ? 0 : -1;
+    sl_ts_mkdtemp("bench-compare", sl_dir, sizeof sl_dir);
+    return 0;
 }
 
 static int sl_teardown(void **state) {
     (void)state;
-    sl_bt_rmtree(sl_dir);
+    sl_ts_rmtree(sl_dir);
     return 0;
 }
 
 /* Writes base.json and new.json, each with one run "r" of the given repetitions. */
 static void sl_pair(const sl_fake_run *base, const sl_fake_run *cur, char *bpath, char *npath) {
-    sl_bt_path(bpath, sl_dir, "base.json");
-    sl_bt_path(npath, sl_dir, "new.json");
+    snprintf(bpath, 4096, "%s/base.json", sl_dir);
+    snprintf(npath, 4096, "%s/new.json", sl_dir);
     sl_fake_results(bpath, "host-a", base, 1);
     sl_fake_results(npath, "host-a", cur, 1);
 }
@@ -65,7 +65,7 @@ static sl_bench_verdict sl_verdict(const sl_fake_run *base, const sl_fake_run *c
 
 /* `shardlab bench compare base new EXTRA...`: exit status, output in sl_out. */
 static int sl_compare_cli(const char *bpath, const char *npath, const char *extra) {
-    char *argv[8] = {sl_bt_shardlab(), "bench", "compare", (char *)bpath, (char *)npath};
+    char *argv[8] = {sl_ts_shardlab_bin(), "bench", "compare", (char *)bpath, (char *)npath};
     int n = 5;
     char threshold[32];
     if (extra) {
@@ -75,7 +75,7 @@ static int sl_compare_cli(const char *bpath, const char *npath, const char *extr
     }
     argv[n] = NULL;
     bool timed_out = false;
-    const int rc = sl_bt_run(argv, NULL, 60, sl_out, sizeof sl_out, &timed_out);
+    const int rc = sl_ts_run(argv, NULL, 60, sl_out, sizeof sl_out, &timed_out);
     assert_false(timed_out);
     return rc;
 }
@@ -179,8 +179,8 @@ static void test_aggregate_only_files_with_nan_are_read(void **state) {
 static void test_runs_on_one_side_are_listed_not_judged(void **state) {
     (void)state;
     char bpath[4096], npath[4096];
-    sl_bt_path(bpath, sl_dir, "base.json");
-    sl_bt_path(npath, sl_dir, "new.json");
+    snprintf(bpath, sizeof bpath, "%s/base.json", sl_dir);
+    snprintf(npath, sizeof npath, "%s/new.json", sl_dir);
     const sl_fake_run base[] = {{.name = "kept", .times = {100, 101, 99}, .n = 3},
                                 {.name = "removed", .times = {5}, .n = 1}};
     const sl_fake_run cur[] = {{.name = "kept", .times = {100, 101, 99}, .n = 3},
@@ -215,10 +215,10 @@ static void test_bad_input_exits_2_naming_the_problem(void **state) {
     char bpath[4096], npath[4096], missing[4096];
     const sl_fake_run run = {.name = "r", .times = {1}, .n = 1};
     sl_pair(&run, &run, bpath, npath);
-    sl_bt_path(missing, sl_dir, "missing.json");
+    snprintf(missing, sizeof missing, "%s/missing.json", sl_dir);
     assert_int_equal(sl_compare_cli(missing, npath, NULL), 2);
     assert_non_null(strstr(sl_out, "missing.json"));
-    sl_bt_write(npath, "{\"runs\": []}\n");
+    sl_ts_write(npath, "{\"runs\": []}\n", false);
     assert_int_equal(sl_compare_cli(bpath, npath, NULL), 2);
     assert_non_null(strstr(sl_out, "new.json"));
     assert_non_null(strstr(sl_out, "benchmarks"));

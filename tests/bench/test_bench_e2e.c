@@ -14,20 +14,20 @@
 #include <cmocka.h>
 
 #include "bench/results.h"
-#include "tests/bench/bench_harness.h"
+#include "tests/support/support.h"
 
 static char sl_dir[256];
 static char sl_out[256 * 1024];
 
 static int sl_setup(void **state) {
     (void)state;
-    sl_bt_mkdtemp("shardlab-bench-e2e", sl_dir);
-    return sl_dir[0] ? 0 : -1;
+    sl_ts_mkdtemp("bench-e2e", sl_dir, sizeof sl_dir);
+    return 0;
 }
 
 static int sl_teardown(void **state) {
     (void)state;
-    sl_bt_rmtree(sl_dir);
+    sl_ts_rmtree(sl_dir);
     return 0;
 }
 
@@ -48,17 +48,12 @@ static double sl_counter(const sl_bench_results *r, const char *run_name, const 
 static void test_e2e_reports_throughput_mfu_and_memory_against_the_plan(void **state) {
     (void)state;
     char json[4096];
-    sl_bt_path(json, sl_dir, "e2e.json");
-    char *env[4] = {NULL};
-#ifdef __SANITIZE_ADDRESS__
-    env[0] = "OMPI_MCA_mca_base_component_disable_dlclose=1";
-    env[1] = "ASAN_OPTIONS=fast_unwind_on_malloc=0";
-    env[2] = "LSAN_OPTIONS=suppressions=" SL_SOURCE_DIR "/tests/bench/lsan.supp";
-#endif
-    char *argv[] = {sl_bt_shardlab(), "bench",      "--suite", "e2e", "--quick", "--worlds", "1,2",
-                    "--filter",       "e2e/|peak/", "--out",   json,  NULL};
+    snprintf(json, sizeof json, "%s/e2e.json", sl_dir);
+    char *argv[] = {
+        sl_ts_shardlab_bin(), "bench",      "--suite", "e2e", "--quick", "--worlds", "1,2",
+        "--filter",           "e2e/|peak/", "--out",   json,  NULL};
     bool timed_out = false;
-    const int rc = sl_bt_run(argv, env, 300, sl_out, sizeof sl_out, &timed_out);
+    const int rc = sl_ts_run(argv, NULL, 300, sl_out, sizeof sl_out, &timed_out);
     if (timed_out || rc != 0) fail_msg("exit status %d; output:\n%s", rc, sl_out);
     assert_non_null(strstr(sl_out, "tokens/s"));
     sl_bench_results r;

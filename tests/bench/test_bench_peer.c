@@ -18,21 +18,21 @@
 #include "bench/results.h"
 #include "bench/tables.h"
 #include "shardlab/safetensors.h"
-#include "tests/bench/bench_harness.h"
 #include "tests/bench/fake_results.h"
+#include "tests/support/support.h"
 
 static char sl_dir[256];
 static char sl_out[128 * 1024];
 
 static int sl_setup(void **state) {
     (void)state;
-    sl_bt_mkdtemp("shardlab-bench-peer", sl_dir);
-    return sl_dir[0] ? 0 : -1;
+    sl_ts_mkdtemp("bench-peer", sl_dir, sizeof sl_dir);
+    return 0;
 }
 
 static int sl_teardown(void **state) {
     (void)state;
-    sl_bt_rmtree(sl_dir);
+    sl_ts_rmtree(sl_dir);
     return 0;
 }
 
@@ -47,7 +47,7 @@ static char *sl_torch_python(void) {
         snprintf(path, sizeof path, "%s", candidates[i]);
         char *argv[] = {path, "-c", "import torch", NULL};
         bool timed_out = false;
-        if (sl_bt_run(argv, NULL, 120, sl_out, sizeof sl_out, &timed_out) == 0) return path;
+        if (sl_ts_run(argv, NULL, 120, sl_out, sizeof sl_out, &timed_out) == 0) return path;
     }
     return NULL;
 }
@@ -73,7 +73,7 @@ static void test_peer_script_writes_results_the_reader_takes(void **state) {
     char *python = sl_torch_python();
     if (!python) skip();
     char json[4096];
-    sl_bt_path(json, sl_dir, "peer.json");
+    snprintf(json, sizeof json, "%s/peer.json", sl_dir);
     char *argv[] = {python,
                     SL_SOURCE_DIR "/bench/peer/gpt2_peer.py",
                     "--models",
@@ -94,7 +94,7 @@ static void test_peer_script_writes_results_the_reader_takes(void **state) {
                     json,
                     NULL};
     bool timed_out = false;
-    const int rc = sl_bt_run(argv, NULL, 120, sl_out, sizeof sl_out, &timed_out);
+    const int rc = sl_ts_run(argv, NULL, 120, sl_out, sizeof sl_out, &timed_out);
     if (timed_out || rc != 0) fail_msg("exit status %d:\n%s", rc, sl_out);
     sl_bench_results r;
     if (sl_bench_results_load(json, &r) != SL_OK) fail_msg("%s", sl_error_message());
@@ -128,8 +128,8 @@ static void test_peer_check_reproduces_the_reference_step1_gradients(void **stat
     char *python = sl_torch_python();
     if (!python) skip();
     char run[256];
-    sl_bt_mkdtemp("shardlab-bench-peer-ref", run);
-    char *ref[] = {sl_bt_shardlab(),
+    sl_ts_mkdtemp("bench-peer-ref", run, sizeof run);
+    char *ref[] = {sl_ts_shardlab_bin(),
                    "ref",
                    "--steps",
                    "1",
@@ -142,15 +142,15 @@ static void test_peer_check_reproduces_the_reference_step1_gradients(void **stat
                    run,
                    NULL};
     bool timed_out = false;
-    int rc = sl_bt_run(ref, NULL, 120, sl_out, sizeof sl_out, &timed_out);
+    int rc = sl_ts_run(ref, NULL, 120, sl_out, sizeof sl_out, &timed_out);
     if (timed_out || rc != 0) fail_msg("shardlab ref: exit status %d:\n%s", rc, sl_out);
     char out[4096], grads[4096];
-    sl_bt_path(out, run, "peer_step1.safetensors");
-    sl_bt_path(grads, run, "grads_step1.safetensors");
+    snprintf(out, sizeof out, "%s/peer_step1.safetensors", run);
+    snprintf(grads, sizeof grads, "%s/grads_step1.safetensors", run);
     char *check[] = {
         python, SL_SOURCE_DIR "/bench/peer/peer_check.py", run, "--out", out, "--tolerance", "1e-4",
         NULL};
-    rc = sl_bt_run(check, NULL, 120, sl_out, sizeof sl_out, &timed_out);
+    rc = sl_ts_run(check, NULL, 120, sl_out, sizeof sl_out, &timed_out);
     if (timed_out || rc != 0) fail_msg("peer_check.py: exit status %d:\n%s", rc, sl_out);
     /* the C side reads what the script wrote: every gradient of the run under the same name */
     sl_safetensors *peer = NULL, *want = NULL;
@@ -179,7 +179,7 @@ static void test_peer_check_reproduces_the_reference_step1_gradients(void **stat
     }
     sl_safetensors_close(peer);
     sl_safetensors_close(want);
-    sl_bt_rmtree(run);
+    sl_ts_rmtree(run);
 }
 
 /* Engine 1000 tokens/s against PyTorch 500 (fp32) and 1250 (bf16), MFU 5, 2 and 6 %. */
@@ -223,7 +223,7 @@ static void sl_print_e2e_void(const sl_bench_results *r, FILE *f, bool markdown)
 static void test_peer_rows_sit_beside_the_engine_with_the_target_verdict(void **state) {
     (void)state;
     char results[4096], path[4096];
-    sl_bt_path(results, sl_dir, "steps.json");
+    snprintf(results, sizeof results, "%s/steps.json", sl_dir);
     sl_write_steps(results);
     sl_bench_results r;
     if (sl_bench_results_load(results, &r) != SL_OK) fail_msg("%s", sl_error_message());
@@ -246,21 +246,21 @@ static void test_peer_rows_sit_beside_the_engine_with_the_target_verdict(void **
     const sl_bench_report_opts o = {.dir = sl_dir, .results = "steps.json"};
     if (sl_bench_report_write(&r, &o, &n_plots) != SL_OK) fail_msg("%s", sl_error_message());
     sl_bench_results_free(&r);
-    sl_bt_path(path, sl_dir, "bench-e2e-mfu.dat");
-    char *dat = sl_bt_read(path);
+    snprintf(path, sizeof path, "%s/bench-e2e-mfu.dat", sl_dir);
+    char *dat = sl_ts_read(path, NULL);
     assert_non_null(dat);
     if (!strstr(dat, "\"gpt-tiny single W=1\" 5.000") ||
         !strstr(dat, "\"gpt-tiny torch eager fp32\" 2.000") ||
         !strstr(dat, "\"gpt-tiny torch eager bf16\" 6.000"))
         fail_msg("MFU data:\n%s", dat);
     free(dat);
-    sl_bt_path(path, sl_dir, "bench-e2e-mfu.gp");
-    char *gp = sl_bt_read(path);
+    snprintf(path, sizeof path, "%s/bench-e2e-mfu.gp", sl_dir);
+    char *gp = sl_ts_read(path, NULL);
     assert_non_null(gp);
     assert_non_null(strstr(gp, "set output 'bench-e2e-mfu.png'"));
     free(gp);
-    sl_bt_path(path, sl_dir, "benchmarks.md");
-    char *md = sl_bt_read(path);
+    snprintf(path, sizeof path, "%s/benchmarks.md", sl_dir);
+    char *md = sl_ts_read(path, NULL);
     assert_non_null(md);
     assert_non_null(strstr(md, "![MFU per configuration](bench-e2e-mfu.png)"));
     assert_non_null(strstr(md, "| peer/torch_eager/gpt-tiny/bf16/W:1 | 1250 |"));
@@ -271,19 +271,14 @@ static void test_peer_rows_sit_beside_the_engine_with_the_target_verdict(void **
 static void test_bench_without_torch_says_why_the_peer_rows_are_missing(void **state) {
     (void)state;
     char json[4096];
-    sl_bt_path(json, sl_dir, "none.json");
+    snprintf(json, sizeof json, "%s/none.json", sl_dir);
     /* the filter selects no engine run, so nothing but the peer's discovery happens */
-    char *argv[] = {sl_bt_shardlab(), "bench",  "--suite", "e2e", "--quick", "--worlds", "1",
-                    "--filter",       "^peer/", "--out",   json,  NULL};
-    char *env[5] = {"SHARDLAB_PYTHON=/nonexistent/python3", NULL};
-#ifdef __SANITIZE_ADDRESS__
-    /* the rank's leak check must see past Open MPI (as test_bench_e2e) */
-    env[1] = "OMPI_MCA_mca_base_component_disable_dlclose=1";
-    env[2] = "ASAN_OPTIONS=fast_unwind_on_malloc=0";
-    env[3] = "LSAN_OPTIONS=suppressions=" SL_SOURCE_DIR "/tests/bench/lsan.supp";
-#endif
+    char *argv[] = {sl_ts_shardlab_bin(), "bench",  "--suite", "e2e", "--quick", "--worlds", "1",
+                    "--filter",           "^peer/", "--out",   json,  NULL};
+    char *env[] = {"SHARDLAB_PYTHON=/nonexistent/python3", NULL};
+    const sl_ts_spawn how = {.env = env};
     bool timed_out = false;
-    sl_bt_run(argv, env, 120, sl_out, sizeof sl_out, &timed_out);
+    sl_ts_run(argv, &how, 120, sl_out, sizeof sl_out, &timed_out);
     assert_false(timed_out);
     if (!strstr(sl_out, "PyTorch peer rows skipped") ||
         !strstr(sl_out, "SHARDLAB_PYTHON=/nonexistent/python3 cannot be run") ||

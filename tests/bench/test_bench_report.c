@@ -11,37 +11,37 @@
 #include <cmocka.h>
 
 #include "bench/results.h"
-#include "tests/bench/bench_harness.h"
 #include "tests/bench/fake_results.h"
+#include "tests/support/support.h"
 
 static char sl_dir[256];
 static char sl_out[64 * 1024];
 
 static int sl_setup(void **state) {
     (void)state;
-    sl_bt_mkdtemp("shardlab-bench-report", sl_dir);
-    return sl_dir[0] ? 0 : -1;
+    sl_ts_mkdtemp("bench-report", sl_dir, sizeof sl_dir);
+    return 0;
 }
 
 static int sl_teardown(void **state) {
     (void)state;
-    sl_bt_rmtree(sl_dir);
+    sl_ts_rmtree(sl_dir);
     return 0;
 }
 
 static int sl_cli(char **args, int n) {
-    char *argv[16] = {sl_bt_shardlab(), "bench"};
+    char *argv[16] = {sl_ts_shardlab_bin(), "bench"};
     for (int i = 0; i < n && i < 13; i++)
         argv[2 + i] = args[i];
     argv[2 + (n < 13 ? n : 13)] = NULL;
     bool timed_out = false;
-    const int rc = sl_bt_run(argv, NULL, 120, sl_out, sizeof sl_out, &timed_out);
+    const int rc = sl_ts_run(argv, NULL, 120, sl_out, sizeof sl_out, &timed_out);
     assert_false(timed_out);
     return rc;
 }
 
 static void sl_expect_in(const char *path, const char *needle) {
-    char *text = sl_bt_read(path);
+    char *text = sl_ts_read(path, NULL);
     if (!text) fail_msg("%s was not written", path);
     if (!strstr(text, needle)) fail_msg("%s does not contain '%s':\n%s", path, needle, text);
     free(text);
@@ -85,12 +85,12 @@ static void sl_write_sample(const char *path) {
 static void test_report_writes_markdown_and_gnuplot_inputs(void **state) {
     (void)state;
     char results[4096], md[4096], path[4096];
-    sl_bt_path(results, sl_dir, "results.json");
+    snprintf(results, sizeof results, "%s/results.json", sl_dir);
     sl_write_sample(results);
     char *args[] = {"report", results, "--dir", sl_dir};
     const int rc = sl_cli(args, 4);
     if (rc != 0) fail_msg("exit status %d; output:\n%s", rc, sl_out);
-    sl_bt_path(md, sl_dir, "benchmarks.md");
+    snprintf(md, sizeof md, "%s/benchmarks.md", sl_dir);
     sl_expect_in(md, "**300.0 GFLOP/s**");
     sl_expect_in(md, "| matmul_fwd/fp32/gpt-small/fc |");
     sl_expect_in(md, "| 150.0 | 50.0 |");
@@ -100,23 +100,23 @@ static void test_report_writes_markdown_and_gnuplot_inputs(void **state) {
                  "| coll/all_reduce/fp32/native/W:4 | 40.0% | 16 MiB | 4.00 | 10.00 | not met |");
     sl_expect_in(md, "![busbw, W = 4](bench-busbw-w4.png)");
     sl_expect_in(md, "host-a");
-    sl_bt_path(path, sl_dir, "bench-busbw-w2.dat");
+    snprintf(path, sizeof path, "%s/bench-busbw-w2.dat", sl_dir);
     sl_expect_in(path, "16777216 6.0000");
     sl_expect_in(path, "16777216 10.0000"); /* the memcpy line */
-    sl_bt_path(path, sl_dir, "bench-busbw-w2.gp");
+    snprintf(path, sizeof path, "%s/bench-busbw-w2.gp", sl_dir);
     sl_expect_in(path, "set output 'bench-busbw-w2.png'");
-    sl_bt_path(path, sl_dir, "bench-kernels.dat");
+    snprintf(path, sizeof path, "%s/bench-kernels.dat", sl_dir);
     sl_expect_in(path, "\"gpt-small fc matmul_fwd\" 150.000 nan");
-    sl_bt_path(path, sl_dir, "bench-kernels.gp");
+    snprintf(path, sizeof path, "%s/bench-kernels.gp", sl_dir);
     sl_expect_in(path, "first 300.000");
 }
 
 static void test_merge_keeps_every_entry_and_keeps_families_apart(void **state) {
     (void)state;
     char a[4096], b[4096], merged[4096];
-    sl_bt_path(a, sl_dir, "a.json");
-    sl_bt_path(b, sl_dir, "b.json");
-    sl_bt_path(merged, sl_dir, "merged.json");
+    snprintf(a, sizeof a, "%s/a.json", sl_dir);
+    snprintf(b, sizeof b, "%s/b.json", sl_dir);
+    snprintf(merged, sizeof merged, "%s/merged.json", sl_dir);
     const sl_fake_run ra[] = {{.name = "x", .times = {1, 2, 3}, .n = 3},
                               {.name = "y", .times = {4}, .n = 1}};
     const sl_fake_run rb[] = {{.name = "z", .times = {5, 6}, .n = 2}};

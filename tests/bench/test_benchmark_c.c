@@ -14,7 +14,7 @@
 
 #include "bench/benchmark_c/benchmark_c.h"
 #include "bench/results.h"
-#include "tests/bench/bench_harness.h"
+#include "tests/support/support.h"
 
 typedef struct sl_seen {
     int calls;
@@ -64,8 +64,8 @@ static void test_c_function_with_range_and_counters_writes_google_benchmark_json
     (void)state;
     sl_bench_clear();
     char dir[256], path[4096];
-    sl_bt_mkdtemp("shardlab-bench-c", dir);
-    sl_bt_path(path, dir, "out.json");
+    sl_ts_mkdtemp("bench-c", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/out.json", dir);
     sl_seen seen = {0};
     sl_bench *b;
     assert_int_equal(sl_bench_register("trivial", bm_trivial, &seen, &b), SL_OK);
@@ -116,7 +116,7 @@ static void test_c_function_with_range_and_counters_writes_google_benchmark_json
     }
     sl_bench_results_free(&r);
     sl_bench_clear();
-    sl_bt_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 static void bm_manual(sl_bench_state *st, void *user) {
@@ -129,8 +129,8 @@ static void test_manual_time_is_the_reported_time(void **state) {
     (void)state;
     sl_bench_clear();
     char dir[256], path[4096];
-    sl_bt_mkdtemp("shardlab-bench-c", dir);
-    sl_bt_path(path, dir, "out.json");
+    sl_ts_mkdtemp("bench-c", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/out.json", dir);
     sl_bench *b;
     assert_int_equal(sl_bench_register("manual", bm_manual, NULL, &b), SL_OK);
     assert_int_equal(sl_bench_use_manual_time(b), SL_OK);
@@ -150,7 +150,7 @@ static void test_manual_time_is_the_reported_time(void **state) {
     assert_true(fabs(s.median - 2e6) < 1e-3); /* in ns */
     sl_bench_results_free(&r);
     sl_bench_clear();
-    sl_bt_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 static void bm_fails(sl_bench_state *st, void *user) {
@@ -168,8 +168,8 @@ static void test_skip_with_error_is_reported_and_the_run_continues(void **state)
     (void)state;
     sl_bench_clear();
     char dir[256], path[4096];
-    sl_bt_mkdtemp("shardlab-bench-c", dir);
-    sl_bt_path(path, dir, "out.json");
+    sl_ts_mkdtemp("bench-c", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/out.json", dir);
     sl_seen seen = {0};
     sl_bench *b;
     assert_int_equal(sl_bench_register("fails", bm_fails, NULL, &b), SL_OK);
@@ -189,7 +189,7 @@ static void test_skip_with_error_is_reported_and_the_run_continues(void **state)
     assert_true(sl_json_bool(sl_json_get(run->reps[0], "error_occurred")));
     sl_bench_results_free(&r);
     sl_bench_clear();
-    sl_bt_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 static void sl_expect_invalid(sl_status st, const char *needle) {
@@ -223,9 +223,9 @@ static void test_filters_and_output_errors(void **state) {
     (void)state;
     sl_bench_clear();
     char dir[256], path[4096], bad[4096];
-    sl_bt_mkdtemp("shardlab-bench-c", dir);
-    sl_bt_path(path, dir, "out.json");
-    sl_bt_path(bad, dir, "no-such-dir/out.json");
+    sl_ts_mkdtemp("bench-c", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/out.json", dir);
+    snprintf(bad, sizeof bad, "%s/no-such-dir/out.json", dir);
     sl_seen seen = {0};
     sl_bench *b;
     assert_int_equal(sl_bench_register("dense", bm_trivial, &seen, &b), SL_OK);
@@ -243,7 +243,7 @@ static void test_filters_and_output_errors(void **state) {
     o.filter = "nothing-has-this-name";
     assert_int_equal(sl_bench_run(&o, &n), SL_OK);
     assert_int_equal(n, 0);
-    char *text = sl_bt_read(path);
+    char *text = sl_ts_read(path, NULL);
     assert_null(text); /* nothing ran, nothing written */
 
     o.filter = "dense/([";
@@ -255,7 +255,7 @@ static void test_filters_and_output_errors(void **state) {
     if (!strstr(sl_error_message(), "no-such-dir"))
         fail_msg("message '%s' does not name the file", sl_error_message());
     sl_bench_clear();
-    sl_bt_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 static void test_context_keys_keep_their_first_value(void **state) {

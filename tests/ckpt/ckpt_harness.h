@@ -1,5 +1,6 @@
-/* Helpers of the checkpoint tests: running `shardlab` (alone or under launch) with a time limit
- * and extra environment, scratch directories, and reading a run's outputs. */
+/* Helpers of the checkpoint tests: running `shardlab train` (alone or under launch) with a time
+ * limit and extra environment, and reading a run's outputs. Scratch directories and the process
+ * runner are tests/support's. */
 #ifndef SHARDLAB_TESTS_CKPT_HARNESS_H
 #define SHARDLAB_TESTS_CKPT_HARNESS_H
 
@@ -7,6 +8,7 @@
 #include <stddef.h>
 
 #include "shardlab/model.h"
+#include "tests/support/support.h"
 
 /* The model of every checkpoint test (the engine tests' GPT-2 L2 C32 H2 T32 V256). */
 #define CH_MODEL_FLAGS "--n_layer 2 --n_embd 32 --n_head 2 --block_size 32 --vocab_size 256"
@@ -21,11 +23,6 @@ const char *ch_output(void);
 /* `shardlab launch --num_processes W LAUNCH_FLAGS <this test> --worker ARGS`. */
 int ch_launch_self(int W, const char *launch_flags, const char *args);
 
-/* A fresh directory under /tmp, and its recursive removal. */
-void ch_tmpdir(const char *tag, char *out, size_t cap);
-void ch_rmtree(const char *dir);
-/* dir/name exists. */
-bool ch_exists(const char *dir, const char *name);
 /* The contents of dir/name without trailing newlines (static storage); "" when absent. */
 const char *ch_read_text(const char *dir, const char *name);
 

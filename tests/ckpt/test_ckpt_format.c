@@ -107,7 +107,7 @@ static void test_load_restores_state_and_continuation_bit_for_bit(void **state) 
     (void)state;
     for (int type = 0; type < 2; type++) {
         char dir[256], ck[300];
-        ch_tmpdir("roundtrip", dir, sizeof dir);
+        sl_ts_mkdtemp("roundtrip", dir, sizeof dir);
         snprintf(ck, sizeof ck, "%s/checkpoint_2", dir);
         fixture a, b;
         fx_create(&a, "--use_fsdp --fsdp_sharding_strategy FULL_SHARD --mixed_precision fp16");
@@ -140,14 +140,14 @@ static void test_load_restores_state_and_continuation_bit_for_bit(void **state) 
             sl_param_arrays_free(a.model, arrays[i]);
         fx_destroy(&a);
         fx_destroy(&b);
-        ch_rmtree(dir);
+        sl_ts_rmtree(dir);
     }
 }
 
 static void test_manifest_records_step_scaler_data_and_files(void **state) {
     (void)state;
     char dir[256], ck[300];
-    ch_tmpdir("manifest", dir, sizeof dir);
+    sl_ts_mkdtemp("manifest", dir, sizeof dir);
     snprintf(ck, sizeof ck, "%s/checkpoint_2", dir);
     fixture f;
     fx_create(&f, "--use_deepspeed --zero_stage 3 --mixed_precision fp16 --initial_scale_power 8");
@@ -178,13 +178,13 @@ static void test_manifest_records_step_scaler_data_and_files(void **state) {
     assert_true(sum == m.files[1].fnv1a64);
     sl_ckpt_manifest_free(&m);
     fx_destroy(&f);
-    ch_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 static void test_latest_names_the_newest_and_total_limit_keeps_k(void **state) {
     (void)state;
     char dir[256];
-    ch_tmpdir("limit", dir, sizeof dir);
+    sl_ts_mkdtemp("limit", dir, sizeof dir);
     fixture f;
     fx_create(&f, "--use_fsdp --fsdp_sharding_strategy FULL_SHARD");
     for (int s = 0; s < 4; s++) {
@@ -197,17 +197,17 @@ static void test_latest_names_the_newest_and_total_limit_keeps_k(void **state) {
         assert_int_equal(sl_engine_save_state(f.e, ck, &o), SL_OK);
         assert_string_equal(ch_read_text(dir, "latest"), strrchr(ck, '/') + 1);
     }
-    assert_false(ch_exists(dir, "checkpoint_1"));
-    assert_false(ch_exists(dir, "checkpoint_2"));
-    assert_true(ch_exists(dir, "checkpoint_3/manifest.json"));
-    assert_true(ch_exists(dir, "checkpoint_4/manifest.json"));
+    assert_false(sl_ts_exists(sl_ts_join(dir, "checkpoint_1")));
+    assert_false(sl_ts_exists(sl_ts_join(dir, "checkpoint_2")));
+    assert_true(sl_ts_exists(sl_ts_join(dir, "checkpoint_3/manifest.json")));
+    assert_true(sl_ts_exists(sl_ts_join(dir, "checkpoint_4/manifest.json")));
     char path[300];
     bool found = false;
     assert_int_equal(sl_ckpt_resolve("latest", "/nonexistent-output", path, sizeof path, &found),
                      SL_OK);
     assert_false(found);
     fx_destroy(&f);
-    ch_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 /* ---- bad input ------------------------------------------------------------------------------ */
@@ -358,7 +358,7 @@ static void test_bad_checkpoints_are_refused_and_leave_the_engine_unchanged(void
          {"params-rank00000-of-00001.safetensors", "transformer.wte.weight@[0,8192)"}},
     };
     char dir[256], ck[300];
-    ch_tmpdir("bad", dir, sizeof dir);
+    sl_ts_mkdtemp("bad", dir, sizeof dir);
     snprintf(ck, sizeof ck, "%s/checkpoint_2", dir);
     fixture f;
     fx_create(&f, "--use_fsdp --fsdp_version 2");
@@ -386,7 +386,7 @@ static void test_bad_checkpoints_are_refused_and_leave_the_engine_unchanged(void
         assert_int_equal(sl_ckpt_dir_remove(ck), SL_OK);
     }
     fx_destroy(&f);
-    ch_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 /* ---- the sampler across a change of the global batch --------------------------------------- */

@@ -101,7 +101,7 @@ static void test_same_plan_resume_is_bit_identical_inside_and_at_epoch_end_w2(vo
     (void)state;
     sl_model_desc *model = ch_model();
     char root[256], data[512], full[512], args[2048];
-    ch_tmpdir("epoch", root, sizeof root);
+    sl_ts_mkdtemp("epoch", root, sizeof root);
     write_small_data(root, data, sizeof data);
     snprintf(full, sizeof full, "%s/full", root);
     const char *plan = "--use_fsdp --fsdp_sharding_strategy FULL_SHARD --micro_batch_size 2";
@@ -129,7 +129,7 @@ static void test_same_plan_resume_is_bit_identical_inside_and_at_epoch_end_w2(vo
         assert_same_continuation(model, full, resumed, from[i]);
     }
     sl_model_desc_destroy(model);
-    ch_rmtree(root);
+    sl_ts_rmtree(root);
 }
 
 /* ---- resharding -------------------------------------------------------------------------- */
@@ -314,7 +314,7 @@ static void test_sharded_checkpoint_reshards_across_w_and_layouts(void **state) 
     (void)state;
     sl_model_desc *model = ch_model();
     char root[256], args[4096];
-    ch_tmpdir("reshard", root, sizeof root);
+    sl_ts_mkdtemp("reshard", root, sizeof root);
     for (size_t i = 0; i < sizeof reshard_runs / sizeof *reshard_runs; i++) {
         const reshard_run *r = &reshard_runs[i];
         char resume[700] = "";
@@ -351,7 +351,7 @@ static void test_sharded_checkpoint_reshards_across_w_and_layouts(void **state) 
             check_continuation(model, root, r, r->baseline[0] == 'A' ? torch_floor : ds_floor);
     }
     sl_model_desc_destroy(model);
-    ch_rmtree(root);
+    sl_ts_rmtree(root);
 }
 
 /* ---- kill during save -------------------------------------------------------------------- */
@@ -365,7 +365,7 @@ static void test_killed_save_leaves_previous_checkpoint_loadable(void **state) {
     const char *plan = "--use_fsdp --fsdp_sharding_strategy FULL_SHARD --micro_batch_size 2 "
                        "--state_dict_type SHARDED_STATE_DICT --steps 5 --checkpointing_steps 2";
     char root[256], args[4096], full[2][512];
-    ch_tmpdir("kill", root, sizeof root);
+    sl_ts_mkdtemp("kill", root, sizeof root);
     for (int w = 0; w < 2; w++) { /* the uninterrupted runs at W = 1 and 2 */
         snprintf(full[w], sizeof full[w], "%s/full%d", root, w + 1);
         snprintf(args, sizeof args, "%s %s --out %s --output_dir %s", DET, plan, full[w], full[w]);
@@ -403,14 +403,14 @@ static void test_killed_save_leaves_previous_checkpoint_loadable(void **state) {
         sl_param_arrays_free(model, y);
     }
     sl_model_desc_destroy(model);
-    ch_rmtree(root);
+    sl_ts_rmtree(root);
 }
 
 static void test_resume_latest_without_checkpoint_starts_from_scratch(void **state) {
     (void)state;
     sl_model_desc *model = ch_model();
     char root[256], a[512], b[512], args[2048];
-    ch_tmpdir("fresh", root, sizeof root);
+    sl_ts_mkdtemp("fresh", root, sizeof root);
     snprintf(a, sizeof a, "%s/plain", root);
     snprintf(b, sizeof b, "%s/latest", root);
     snprintf(args, sizeof args, "%s --micro_batch_size 2 --steps 2 --out %s", DET, a);
@@ -427,7 +427,7 @@ static void test_resume_latest_without_checkpoint_starts_from_scratch(void **sta
     sl_param_arrays_free(model, x);
     sl_param_arrays_free(model, y);
     sl_model_desc_destroy(model);
-    ch_rmtree(root);
+    sl_ts_rmtree(root);
 }
 
 static void test_checkpoint_flag_errors_name_the_flag(void **state) {

@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "common/json.h"
 #include "shardlab/observe.h"
+#include "tests/support/support.h"
 
 typedef struct run_result {
     int status;
@@ -22,34 +22,12 @@ typedef struct run_result {
 
 /* Runs `shardlab ARGS`; with merge_stderr the output holds both streams. */
 static run_result run_shardlab(const char *args, int merge_stderr) {
-    const char *bin = getenv("SHARDLAB_BIN");
-    if (!bin) skip();
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "'%s' %s%s", bin, args, merge_stderr ? " 2>&1" : " 2>/dev/null");
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
+    const sl_ts_spawn how = {.drop_stderr = !merge_stderr};
     run_result r = {0};
-    size_t cap = 0;
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) {
-        if (r.len + n + 1 > cap) {
-            cap = 2 * (r.len + n + 1);
-            r.out = realloc(r.out, cap);
-            assert_non_null(r.out);
-        }
-        memcpy(r.out + r.len, buf, n);
-        r.len += n;
-    }
-    if (!r.out) r.out = calloc(1, 1);
-    r.out[r.len] = '\0';
-    const int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    /* explain answers at once: a minute is a hang */
+    r.status = sl_ts_shardlab(args, &how, 60.0, &r.out);
+    r.len = strlen(r.out);
     return r;
-}
-
-static void assert_contains(const char *haystack, const char *needle) {
-    if (!strstr(haystack, needle)) fail_msg("expected \"%s\" in:\n%s", needle, haystack);
 }
 
 static const sl_json *member(const sl_json *obj, const char *key, sl_json_type type) {
@@ -79,8 +57,7 @@ static void test_json_has_the_dtype_table_and_plan_sections(void **state) {
     const sl_json *precision = member(doc, "precision", SL_JSON_OBJECT);
     const sl_json *master_init = member(precision, "master_init", SL_JSON_OBJECT);
     assert_string_equal(sl_json_string(member(master_init, "value", SL_JSON_STRING)), "ROUNDED");
-    assert_contains(sl_json_string(member(master_init, "why", SL_JSON_STRING)),
-                    "--mixed_precision");
+    sl_ts_expect(sl_json_string(member(master_init, "why", SL_JSON_STRING)), "--mixed_precision");
     const sl_json *layout = member(doc, "layout", SL_JSON_OBJECT);
     assert_string_equal(sl_json_string(member(layout, "kind", SL_JSON_STRING)), "FLAT_GLOBAL");
     const sl_json *buffers = member(layout, "buffers", SL_JSON_ARRAY);
@@ -126,14 +103,14 @@ static void test_text_prints_every_section(void **state) {
     (void)state;
     run_result r = run_shardlab("explain --use_fsdp --mixed_precision bf16 --num_processes 2", 0);
     assert_int_equal(r.status, 0);
-    assert_contains(r.out, "preparation (flat/master params)");
-    assert_contains(r.out, "gradient reduction");
-    assert_contains(r.out, "upcast_sharded_params");
-    assert_contains(r.out, "mixed_precision                      bf16           --mixed_precision");
-    assert_contains(r.out, "layout FLAT_PER_UNIT");
-    assert_contains(r.out, "rank 1: transformer.wte.weight[10304,16384)");
-    assert_contains(r.out, "reduce_scatter");
-    assert_contains(r.out, "optim_states");
+    sl_ts_expect(r.out, "preparation (flat/master params)");
+    sl_ts_expect(r.out, "gradient reduction");
+    sl_ts_expect(r.out, "upcast_sharded_params");
+    sl_ts_expect(r.out, "mixed_precision                      bf16           --mixed_precision");
+    sl_ts_expect(r.out, "layout FLAT_PER_UNIT");
+    sl_ts_expect(r.out, "rank 1: transformer.wte.weight[10304,16384)");
+    sl_ts_expect(r.out, "reduce_scatter");
+    sl_ts_expect(r.out, "optim_states");
     free(r.out);
 }
 
@@ -141,7 +118,7 @@ static void test_config_error_exits_2_naming_the_flag(void **state) {
     (void)state;
     run_result r = run_shardlab("explain --use_fsdp --zero_stage 3", 1);
     assert_int_equal(r.status, 2);
-    assert_contains(r.out, "zero_stage (from --zero_stage)");
+    sl_ts_expect(r.out, "zero_stage (from --zero_stage)");
     free(r.out);
 }
 
@@ -149,15 +126,15 @@ static void test_unknown_option_suggests_the_nearest(void **state) {
     (void)state;
     run_result r = run_shardlab("explain --jsn", 1);
     assert_int_equal(r.status, 2);
-    assert_contains(r.out, "did you mean '--json'");
+    sl_ts_expect(r.out, "did you mean '--json'");
     free(r.out);
     r = run_shardlab("explain --mixed_precison bf16", 1);
     assert_int_equal(r.status, 2);
-    assert_contains(r.out, "did you mean '--mixed_precision'");
+    sl_ts_expect(r.out, "did you mean '--mixed_precision'");
     free(r.out);
     r = run_shardlab("explan", 1);
     assert_int_equal(r.status, 2);
-    assert_contains(r.out, "did you mean 'explain'");
+    sl_ts_expect(r.out, "did you mean 'explain'");
     free(r.out);
 }
 
@@ -165,9 +142,9 @@ static void test_help_lists_plan_keys(void **state) {
     (void)state;
     run_result r = run_shardlab("explain --help", 0);
     assert_int_equal(r.status, 0);
-    assert_contains(r.out, "--fsdp_sharding_strategy");
-    assert_contains(r.out, "--json");
-    assert_contains(r.out, "--model NAME");
+    sl_ts_expect(r.out, "--fsdp_sharding_strategy");
+    sl_ts_expect(r.out, "--json");
+    sl_ts_expect(r.out, "--model NAME");
     free(r.out);
 }
 

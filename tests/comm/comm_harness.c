@@ -1,14 +1,7 @@
 #include "tests/comm/comm_harness.h"
 
-#include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "shardlab/plan.h"
 
@@ -91,95 +84,4 @@ float sl_test_reduce_hybrid_ref(const float *x, int n, int g, sl_dtype dt, const
         total = rep == 0 ? sum : sl_round_to(total + sum, dt);
     }
     return sl_test_post(total, dt, post_div, post_mul);
-}
-
-static double sl_test_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-int sl_test_start(sl_test_proc *p, char *const *argv, char *const *env, double timeout_s) {
-    char path[] = "/tmp/shardlab-comm-test-XXXXXX";
-    p->fd = mkstemp(path);
-    if (p->fd < 0) return -1;
-    unlink(path);
-    p->deadline = sl_test_now() + timeout_s;
-    fflush(NULL);
-    p->pid = fork();
-    if (p->pid == 0) {
-        setpgid(0, 0); /* so that a timeout can kill mpirun and every rank at once */
-        dup2(p->fd, STDOUT_FILENO);
-        dup2(p->fd, STDERR_FILENO);
-        for (char *const *e = env; e && *e; e++) {
-            char *copy = strdup(*e);
-            char *eq = copy ? strchr(copy, '=') : NULL;
-            if (!eq) _exit(126);
-            *eq = '\0';
-            setenv(copy, eq + 1, 1);
-        }
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return p->pid > 0 ? 0 : -1;
-}
-
-int sl_test_finish(sl_test_proc *p, char *out, size_t cap, bool *timed_out) {
-    *timed_out = false;
-    int raw = 0;
-    for (;;) {
-        const pid_t w = waitpid(p->pid, &raw, WNOHANG);
-        if (w == p->pid) break;
-        if (w < 0 && errno != EINTR) break;
-        if (sl_test_now() > p->deadline) {
-            *timed_out = true;
-            kill(-p->pid, SIGKILL);
-            waitpid(p->pid, &raw, 0);
-            break;
-        }
-        const struct timespec pause = {0, 20 * 1000 * 1000};
-        nanosleep(&pause, NULL);
-    }
-    const off_t len = lseek(p->fd, 0, SEEK_END);
-    lseek(p->fd, 0, SEEK_SET);
-    size_t keep = len > 0 ? (size_t)len : 0;
-    if (keep >= cap) keep = cap - 1;
-    const ssize_t got = read(p->fd, out, keep);
-    out[got > 0 ? (size_t)got : 0] = '\0';
-    close(p->fd);
-    return WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-}
-
-bool sl_test_await_output(const sl_test_proc *p, const char *needle, double timeout_s) {
-    const double deadline = sl_test_now() + timeout_s;
-    static char buf[64 * 1024];
-    do {
-        const ssize_t got = pread(p->fd, buf, sizeof buf - 1, 0);
-        buf[got > 0 ? (size_t)got : 0] = '\0';
-        if (strstr(buf, needle)) return true;
-        const struct timespec pause = {0, 20 * 1000 * 1000};
-        nanosleep(&pause, NULL);
-    } while (sl_test_now() < deadline);
-    return false;
-}
-
-int sl_test_run(char *const *argv, char *const *env, double timeout_s, char *out, size_t cap,
-                bool *timed_out) {
-    sl_test_proc p;
-    *timed_out = false;
-    if (sl_test_start(&p, argv, env, timeout_s) != 0) return -1;
-    return sl_test_finish(&p, out, cap, timed_out);
-}
-
-char *sl_test_shardlab_bin(void) {
-    static char fallback[] = SL_BINARY_DIR "/shardlab";
-    char *b = getenv("SHARDLAB_BIN");
-    return b && *b ? b : fallback;
-}
-
-char *sl_test_self(void) {
-    static char self[4096];
-    const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    self[n > 0 ? n : 0] = '\0';
-    return self;
 }

@@ -1,6 +1,6 @@
 /* Helpers of the comm tests: reproducible per-rank inputs, the sequential reference of one
- * reduced element written out plainly from DESIGN.md §4.4–§4.5 (independently of impl/comm), and
- * a runner for `shardlab launch` with a time limit. */
+ * reduced element written out plainly from DESIGN.md §4.4–§4.5 (independently of impl/comm). The
+ * runner of `shardlab launch` is tests/support's. */
 #ifndef SHARDLAB_TESTS_COMM_HARNESS_H
 #define SHARDLAB_TESTS_COMM_HARNESS_H
 
@@ -29,32 +29,8 @@ float sl_test_reduce_ref(const float *x, int n, sl_dtype dt, const sl_comm_opts 
  * order, then the post operation; every step rounded to dt. */
 float sl_test_reduce_hybrid_ref(const float *x, int n, int g, sl_dtype dt, const sl_comm_opts *o);
 
-/* A command running in the background (its own process group), output going to a temporary
- * file: sl_test_start launches it, sl_test_finish waits (killing it at the deadline) and
- * returns what sl_test_run does. */
-typedef struct sl_test_proc {
-    int pid;
-    int fd;
-    double deadline;
-} sl_test_proc;
-int sl_test_start(sl_test_proc *p, char *const *argv, char *const *env, double timeout_s);
-int sl_test_finish(sl_test_proc *p, char *out, size_t cap, bool *timed_out);
-/* Whether p's output so far contains `needle`, polling until it does or timeout_s passes. */
-bool sl_test_await_output(const sl_test_proc *p, const char *needle, double timeout_s);
-
-/* Runs argv (argv[0] a path) with `env` (NULL-terminated "NAME=value", may be NULL) added,
- * stdout and stderr captured into out (truncated to cap). Kills the whole process group after
- * timeout_s; *timed_out says so. Returns the exit status (128 + signal when killed). */
-int sl_test_run(char *const *argv, char *const *env, double timeout_s, char *out, size_t cap,
-                bool *timed_out);
-
 /* comm_worker.c: the per-rank program of the multi-process tests; argv[0] names the scenario
  * (collectives SEED, hybrid SEED, mismatch, sigkill, watchdog, env). Returns the exit status. */
 int sl_test_comm_worker(int argc, char **argv);
-
-/* $SHARDLAB_BIN (the CLI), or the build tree's copy. */
-char *sl_test_shardlab_bin(void);
-/* This test executable's path. */
-char *sl_test_self(void);
 
 #endif

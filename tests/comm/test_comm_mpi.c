@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "tests/comm/comm_harness.h"
+#include "tests/support/support.h"
 
 #define SL_OUT_CAP (256 * 1024)
 static char sl_out[SL_OUT_CAP];
@@ -27,50 +28,14 @@ static char *sl_seed(void) {
     return s && *s ? s : fixed;
 }
 
-/* The environment every launch of these tests adds. Under ASan the ranks' leak check must see
- * past Open MPI, which keeps allocations until exit: its components stay loaded (so their frames
- * have names), stacks are unwound without frame pointers (the MPI libraries have none) and
- * lsan_mpi.supp names the libraries to ignore. */
-static void sl_test_env(char *const *extra, char **out, size_t cap) {
-    size_t n = 0;
-#ifdef __SANITIZE_ADDRESS__
-    out[n++] = "OMPI_MCA_mca_base_component_disable_dlclose=1";
-    out[n++] = "ASAN_OPTIONS=fast_unwind_on_malloc=0";
-    out[n++] = "LSAN_OPTIONS=suppressions=" SL_SOURCE_DIR "/tests/comm/lsan_mpi.supp";
-#endif
-    for (char *const *e = extra; e && *e && n + 1 < cap; e++)
-        out[n++] = *e;
-    out[n] = NULL;
-}
-
-/* Runs `shardlab launch ARGS...` (args NULL-terminated) with env added; returns its exit
- * status. */
-static int sl_launch_args(char *const *extra_env, double timeout_s, char *const *args) {
-    char *env[16];
-    sl_test_env(extra_env, env, 16);
-    char *argv[64];
-    int n = 0;
-    argv[n++] = sl_test_shardlab_bin();
-    argv[n++] = "launch";
-    for (char *const *a = args; *a && n < 63; a++)
-        argv[n++] = *a;
-    argv[n] = NULL;
-    bool timed_out = false;
-    const int status = sl_test_run(argv, env, timeout_s, sl_out, sizeof sl_out, &timed_out);
-    if (timed_out) fail_msg("launch did not finish within %g s; output:\n%s", timeout_s, sl_out);
-    return status;
-}
-
-#define sl_launch(env, timeout_s, ...) sl_launch_args(env, timeout_s, (char *[]){__VA_ARGS__})
-
-static void sl_expect_output(const char *needle) {
-    if (!strstr(sl_out, needle)) fail_msg("expected \"%s\" in the output:\n%s", needle, sl_out);
-}
+/* `shardlab launch ARGS...` with env added, output into sl_out; returns its exit status. */
+#define sl_launch(env, timeout_s, ...)                                                             \
+    sl_ts_launch(env, timeout_s, (char *[]){__VA_ARGS__}, sl_out, sizeof sl_out)
 
 static void sl_collectives(int w) {
     char np[16];
     snprintf(np, sizeof np, "%d", w);
-    const int st = sl_launch(NULL, 180.0, "--num_processes", np, sl_test_self(), "--worker",
+    const int st = sl_launch(NULL, 180.0, "--num_processes", np, sl_ts_self(), "--worker",
                              "collectives", sl_seed(), NULL);
     if (st != 0)
         fail_msg("W = %d: exit status %d (seed %s); output:\n%s", w, st, sl_seed(), sl_out);
@@ -96,7 +61,7 @@ static void test_collectives_match_reference_w4(void **state) {
 
 static void test_hybrid_reduction_matches_group_then_replica_order_w4(void **state) {
     (void)state;
-    const int st = sl_launch(NULL, 120.0, "--num_processes", "4", sl_test_self(), "--worker",
+    const int st = sl_launch(NULL, 120.0, "--num_processes", "4", sl_ts_self(), "--worker",
                              "hybrid", sl_seed(), NULL);
     if (st != 0) fail_msg("exit status %d (seed %s); output:\n%s", st, sl_seed(), sl_out);
 }
@@ -105,31 +70,31 @@ static void test_debug_mode_reports_mismatched_collective_w2(void **state) {
     (void)state;
     char *env[] = {"SHARDLAB_COMM_DEBUG=1", NULL};
     const int st =
-        sl_launch(env, 60.0, "--num_processes", "2", sl_test_self(), "--worker", "mismatch", NULL);
+        sl_launch(env, 60.0, "--num_processes", "2", sl_ts_self(), "--worker", "mismatch", NULL);
     if (st != 3) fail_msg("exit status %d, expected 3; output:\n%s", st, sl_out);
-    sl_expect_output("collective mismatch");
-    sl_expect_output("rank 0 (world rank 0) called all_reduce #1 (bf16, 16 elements");
-    sl_expect_output("rank 1 (world rank 1) called all_gather #1 (fp32, 8 elements)");
+    sl_ts_expect(sl_out, "collective mismatch");
+    sl_ts_expect(sl_out, "rank 0 (world rank 0) called all_reduce #1 (bf16, 16 elements");
+    sl_ts_expect(sl_out, "rank 1 (world rank 1) called all_gather #1 (fp32, 8 elements)");
 }
 
 /* No hang: the launch returns (the time limit guards it), non-zero, naming rank and signal. */
 static void test_killed_rank_ends_the_job_naming_rank_and_signal_w3(void **state) {
     (void)state;
     const int st =
-        sl_launch(NULL, 60.0, "--num_processes", "3", sl_test_self(), "--worker", "sigkill", NULL);
+        sl_launch(NULL, 60.0, "--num_processes", "3", sl_ts_self(), "--worker", "sigkill", NULL);
     if (st == 0) fail_msg("exit status 0 after a rank was killed; output:\n%s", sl_out);
-    sl_expect_output("rank 1 (pid");
-    sl_expect_output("killed by signal 9 (SIGKILL");
+    sl_ts_expect(sl_out, "rank 1 (pid");
+    sl_ts_expect(sl_out, "killed by signal 9 (SIGKILL");
 }
 
 static void test_watchdog_aborts_a_collective_that_never_completes_w2(void **state) {
     (void)state;
     char *env[] = {"SHARDLAB_COMM_TIMEOUT=2", NULL};
     const int st =
-        sl_launch(env, 60.0, "--num_processes", "2", sl_test_self(), "--worker", "watchdog", NULL);
+        sl_launch(env, 60.0, "--num_processes", "2", sl_ts_self(), "--worker", "watchdog", NULL);
     if (st == 0) fail_msg("exit status 0 after a hung collective; output:\n%s", sl_out);
-    sl_expect_output("watchdog: rank 0 (world rank 0)");
-    sl_expect_output("all_reduce #1 (fp32, 4 elements)");
+    sl_ts_expect(sl_out, "watchdog: rank 0 (world rank 0)");
+    sl_ts_expect(sl_out, "all_reduce #1 (fp32, 4 elements)");
 }
 
 /* The same program runs an FSDP and a DeepSpeed plan: only the launch flags differ. A config
@@ -137,14 +102,14 @@ static void test_watchdog_aborts_a_collective_that_never_completes_w2(void **sta
 static void test_plan_reaches_every_rank_through_the_environment(void **state) {
     (void)state;
     int st = sl_launch(NULL, 60.0, "--num_processes", "2", "--use_deepspeed", "--zero_stage", "3",
-                       sl_test_self(), "--worker", "env", NULL);
+                       sl_ts_self(), "--worker", "env", NULL);
     if (st != 0) fail_msg("exit status %d; output:\n%s", st, sl_out);
-    sl_expect_output("rank 0 of 2: dialect=deepspeed strategy=FULL_SHARD world=2 ds_config=-");
-    sl_expect_output("rank 1 of 2: dialect=deepspeed strategy=FULL_SHARD world=2");
+    sl_ts_expect(sl_out, "rank 0 of 2: dialect=deepspeed strategy=FULL_SHARD world=2 ds_config=-");
+    sl_ts_expect(sl_out, "rank 1 of 2: dialect=deepspeed strategy=FULL_SHARD world=2");
     st = sl_launch(NULL, 60.0, "--use_fsdp", "--fsdp_sharding_strategy", "SHARD_GRAD_OP",
-                   "--num_processes=2", sl_test_self(), "--worker", "env", NULL);
+                   "--num_processes=2", sl_ts_self(), "--worker", "env", NULL);
     if (st != 0) fail_msg("exit status %d; output:\n%s", st, sl_out);
-    sl_expect_output("rank 1 of 2: dialect=fsdp1 strategy=SHARD_GRAD_OP world=2");
+    sl_ts_expect(sl_out, "rank 1 of 2: dialect=fsdp1 strategy=SHARD_GRAD_OP world=2");
     char path[] = "/tmp/shardlab-launch-ds-XXXXXX";
     const int fd = mkstemp(path);
     assert_true(fd >= 0);
@@ -152,7 +117,7 @@ static void test_plan_reaches_every_rank_through_the_environment(void **state) {
     assert_int_equal(write(fd, json, sizeof json - 1), (ssize_t)(sizeof json - 1));
     close(fd);
     st = sl_launch(NULL, 60.0, "--use_deepspeed", "--num_processes", "2", "--deepspeed_config_file",
-                   path, sl_test_self(), "--worker", "env", NULL);
+                   path, sl_ts_self(), "--worker", "env", NULL);
     unlink(path);
     if (st != 0) fail_msg("exit status %d; output:\n%s", st, sl_out);
     char want[128];
@@ -160,7 +125,7 @@ static void test_plan_reaches_every_rank_through_the_environment(void **state) {
              "rank 1 of 2: dialect=deepspeed strategy=SHARD_OPTIM world=2 "
              "ds_config=%s",
              path);
-    sl_expect_output(want);
+    sl_ts_expect(sl_out, want);
 }
 
 static void test_dry_run_prints_the_exact_command(void **state) {
@@ -168,15 +133,15 @@ static void test_dry_run_prints_the_exact_command(void **state) {
     const int st = sl_launch(NULL, 30.0, "--num_processes", "4", "--use_deepspeed", "--zero_stage",
                              "3", "--debug", "--dry_run", "/bin/echo", "two words", NULL);
     if (st != 0) fail_msg("exit status %d; output:\n%s", st, sl_out);
-    sl_expect_output("SHARDLAB_CONFIG_NUM_PROCESSES=4 ");
-    sl_expect_output("SHARDLAB_CONFIG_ZERO_STAGE=3 ");
-    sl_expect_output("SHARDLAB_COMM_DEBUG=1 "); /* --debug is a launch key: not a plan entry */
+    sl_ts_expect(sl_out, "SHARDLAB_CONFIG_NUM_PROCESSES=4 ");
+    sl_ts_expect(sl_out, "SHARDLAB_CONFIG_ZERO_STAGE=3 ");
+    sl_ts_expect(sl_out, "SHARDLAB_COMM_DEBUG=1 "); /* --debug is a launch key: not a plan entry */
     assert_null(strstr(sl_out, "SHARDLAB_CONFIG_DEBUG"));
-    sl_expect_output(" -n 4 ");
-    sl_expect_output(" --oversubscribe --bind-to none ");
-    sl_expect_output(" -x SHARDLAB_CONFIG_ZERO_STAGE ");
-    sl_expect_output(" launch --rank_exec -- /bin/echo 'two words'\n");
-    if (geteuid() == 0) sl_expect_output(" --allow-run-as-root ");
+    sl_ts_expect(sl_out, " -n 4 ");
+    sl_ts_expect(sl_out, " --oversubscribe --bind-to none ");
+    sl_ts_expect(sl_out, " -x SHARDLAB_CONFIG_ZERO_STAGE ");
+    sl_ts_expect(sl_out, " launch --rank_exec -- /bin/echo 'two words'\n");
+    if (geteuid() == 0) sl_ts_expect(sl_out, " --allow-run-as-root ");
     assert_null(strstr(sl_out, "two words\n")); /* printed, not run */
 }
 
@@ -184,17 +149,17 @@ static void test_missing_program_is_an_error_before_mpirun(void **state) {
     (void)state;
     int st = sl_launch(NULL, 30.0, "--num_processes", "2", "no-such-program-xyz", NULL);
     assert_int_equal(st, 2);
-    sl_expect_output("'no-such-program-xyz' was not found on $PATH");
+    sl_ts_expect(sl_out, "'no-such-program-xyz' was not found on $PATH");
     st = sl_launch(NULL, 30.0, "--num_processes", "2", "/nonexistent/prog", NULL);
     assert_int_equal(st, 2);
-    sl_expect_output("'/nonexistent/prog' does not exist");
+    sl_ts_expect(sl_out, "'/nonexistent/prog' does not exist");
 }
 
 static void test_bad_hostfile_is_named_with_its_line(void **state) {
     (void)state;
     int st = sl_launch(NULL, 30.0, "--hostfile", "/nonexistent/hosts", "/bin/true", NULL);
     assert_int_equal(st, 2);
-    sl_expect_output("cannot read the hostfile '/nonexistent/hosts'");
+    sl_ts_expect(sl_out, "cannot read the hostfile '/nonexistent/hosts'");
     char path[] = "/tmp/shardlab-hosts-XXXXXX";
     const int fd = mkstemp(path);
     assert_true(fd >= 0);
@@ -205,7 +170,7 @@ static void test_bad_hostfile_is_named_with_its_line(void **state) {
     assert_int_equal(st, 2);
     char where[64];
     snprintf(where, sizeof where, "%s:3: 'slots=two'", path);
-    sl_expect_output(where);
+    sl_ts_expect(sl_out, where);
     unlink(path);
 }
 
@@ -214,36 +179,34 @@ static void test_impossible_world_for_the_plan_is_refused(void **state) {
     int st =
         sl_launch(NULL, 30.0, "--num_processes", "3", "--num_machines", "2", "/bin/true", NULL);
     assert_int_equal(st, 2);
-    sl_expect_output("the plan cannot run on 3 ranks");
-    sl_expect_output("num_machines");
+    sl_ts_expect(sl_out, "the plan cannot run on 3 ranks");
+    sl_ts_expect(sl_out, "num_machines");
     st = sl_launch(NULL, 30.0, "--num_processes", "4", "--use_fsdp", "--fsdp_sharding_strategy",
                    "HYBRID_SHARD", "/bin/true", NULL);
     assert_int_equal(st, 2);
-    sl_expect_output("HYBRID_SHARD");
-    sl_expect_output("num_machines >= 2");
+    sl_ts_expect(sl_out, "HYBRID_SHARD");
+    sl_ts_expect(sl_out, "num_machines >= 2");
     st = sl_launch(NULL, 30.0, "--num_processes", "4", "--num_machines", "2", "--machine_rank", "0",
                    "--main_process_port", "29555", "/bin/true", NULL);
     assert_int_equal(st, 2);
-    sl_expect_output("--main_process_ip");
+    sl_ts_expect(sl_out, "--main_process_ip");
 }
 
 /* SIGTERM to the launcher alone reaches the job: every rank ends and launch reports it. */
 static void test_sigterm_to_launch_ends_the_job(void **state) {
     (void)state;
-    char *argv[] = {sl_test_shardlab_bin(),       "launch", "--num_processes", "2", "/bin/sh", "-c",
+    char *argv[] = {sl_ts_shardlab_bin(),         "launch", "--num_processes", "2", "/bin/sh", "-c",
                     "echo ready; exec sleep 300", NULL};
-    char *env[16];
-    sl_test_env(NULL, env, 16);
-    sl_test_proc p;
-    assert_int_equal(sl_test_start(&p, argv, env, 60.0), 0);
-    const bool ready = sl_test_await_output(&p, "ready\nready\n", 30.0);
+    sl_ts_proc p;
+    sl_ts_start(&p, argv, NULL, 60.0);
+    const bool ready = sl_ts_await_output(&p, "ready\nready\n", 30.0);
     kill(p.pid, SIGTERM); /* the launcher only, not its process group */
     bool timed_out = false;
-    const int st = sl_test_finish(&p, sl_out, sizeof sl_out, &timed_out);
+    const int st = sl_ts_finish(&p, sl_out, sizeof sl_out, &timed_out);
     assert_true(ready);
     assert_false(timed_out);
     assert_int_equal(st, 128 + SIGTERM);
-    sl_expect_output("launch: stopped by signal 15");
+    sl_ts_expect(sl_out, "launch: stopped by signal 15");
 }
 
 /* A free TCP port on the loopback interface (bound, then released); *fd keeps it busy when
@@ -277,7 +240,7 @@ static void test_busy_main_process_port_is_reported(void **state) {
     assert_int_equal(st, 2);
     char want[96];
     snprintf(want, sizeof want, "--main_process_port %s is busy", port);
-    sl_expect_output(want);
+    sl_ts_expect(sl_out, want);
 }
 
 /* Two launches with Accelerate's machine flags on one host form one job of two ranks. */
@@ -285,7 +248,7 @@ static void test_two_machines_meet_at_the_main_process_port(void **state) {
     (void)state;
     char port[16];
     snprintf(port, sizeof port, "%d", sl_port(false, NULL));
-    char *m1[] = {sl_test_shardlab_bin(),
+    char *m1[] = {sl_ts_shardlab_bin(),
                   "launch",
                   "--num_processes",
                   "2",
@@ -297,22 +260,20 @@ static void test_two_machines_meet_at_the_main_process_port(void **state) {
                   "127.0.0.1",
                   "--main_process_port",
                   port,
-                  sl_test_self(),
+                  sl_ts_self(),
                   "--worker",
                   "env",
                   NULL};
-    char *env[16];
-    sl_test_env(NULL, env, 16);
-    sl_test_proc p1;
-    assert_int_equal(sl_test_start(&p1, m1, env, 90.0), 0);
+    sl_ts_proc p1;
+    sl_ts_start(&p1, m1, NULL, 90.0);
     const int st0 = sl_launch(NULL, 90.0, "--num_processes", "2", "--num_machines", "2",
                               "--machine_rank", "0", "--main_process_ip", "127.0.0.1",
-                              "--main_process_port", port, sl_test_self(), "--worker", "env", NULL);
+                              "--main_process_port", port, sl_ts_self(), "--worker", "env", NULL);
     if (st0 != 0) fail_msg("machine 0: exit status %d; output:\n%s", st0, sl_out);
-    sl_expect_output("rank 0 of 2: dialect=ddp");
-    sl_expect_output("rank 1 of 2: dialect=ddp");
+    sl_ts_expect(sl_out, "rank 0 of 2: dialect=ddp");
+    sl_ts_expect(sl_out, "rank 1 of 2: dialect=ddp");
     bool timed_out = false;
-    const int st1 = sl_test_finish(&p1, sl_out, sizeof sl_out, &timed_out);
+    const int st1 = sl_ts_finish(&p1, sl_out, sizeof sl_out, &timed_out);
     assert_false(timed_out);
     if (st1 != 0) fail_msg("machine 1: exit status %d; output:\n%s", st1, sl_out);
 }

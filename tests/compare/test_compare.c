@@ -12,11 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compare_harness.h"
 #include "conformance/ablate.h"
 #include "conformance/compare.h"
 #include "conformance/compare_ablate.h"
 #include "conformance/compare_side.h"
+#include "tests/support/support.h"
+
+/* A run of shardlab past this is a hang (a W = 2 compare of gpt-tiny takes seconds). */
+#define SL_RUN_LIMIT_S 300.0
 
 #define TINY "--micro_batch_size 2 --seq_len 32 --num_processes 2"
 
@@ -33,33 +36,30 @@ static sl_model_desc *tiny_model(void) {
 static void test_compare_identical_configs_report_zero_divergence_and_no_fields(void **state) {
     (void)state;
     char dir[512];
-    harness_mkdtemp(dir, sizeof dir);
+    sl_ts_mkdtemp("test-compare", dir, sizeof dir);
     char args[2048];
     snprintf(args, sizeof args,
              "compare " SL_SOURCE_DIR "/examples/configs/deepspeed_zero1_fp16.yaml " SL_SOURCE_DIR
              "/examples/configs/deepspeed_zero1_fp16.yaml --steps 3 --num_processes 2 --out %s",
              dir);
-    cmd_result r = harness_shardlab(args);
-    if (r.status != 0) {
-        print_error("compare failed:\n%s", r.out);
-        free(r.out);
+    char *out = NULL;
+    const int status = sl_ts_shardlab(args, NULL, SL_RUN_LIMIT_S, &out);
+    if (status != 0) {
+        print_error("compare failed:\n%s", out);
+        free(out);
         fail();
     }
-    assert_contains(r.out, "plan fields that differ: none");
-    assert_contains(r.out, "max relative loss divergence 0;");
-    assert_contains(r.out, "||thetaA - thetaB|| / ||thetaB|| = 0\n");
-    assert_contains(r.out, "engine (shardlab launch");
+    sl_ts_expect(out, "plan fields that differ: none");
+    sl_ts_expect(out, "max relative loss divergence 0;");
+    sl_ts_expect(out, "||thetaA - thetaB|| / ||thetaB|| = 0\n");
+    sl_ts_expect(out, "engine (shardlab launch");
     char path[1024];
     snprintf(path, sizeof path, "%s/compare.txt", dir);
-    char *saved = harness_read(path);
-    assert_contains(saved, "plan fields that differ: none");
+    char *saved = sl_ts_read_or_fail(path);
+    sl_ts_expect(saved, "plan fields that differ: none");
     free(saved);
-    for (const char *sub = "A"; sub; sub = sub[0] == 'A' ? "B" : NULL) {
-        snprintf(path, sizeof path, "%s/%s", dir, sub);
-        harness_rmdir(path);
-    }
-    harness_rmdir(dir);
-    free(r.out);
+    sl_ts_rmtree(dir);
+    free(out);
 }
 
 static void open_side(sl_compare_side *s, char name, const char *flags, const sl_model_desc *m) {
@@ -167,7 +167,7 @@ static void test_compare_missing_file_names_it(void **state) {
 static void test_compare_unknown_config_key_names_file_and_key(void **state) {
     (void)state;
     char dir[512], path[1024];
-    harness_mkdtemp(dir, sizeof dir);
+    sl_ts_mkdtemp("test-compare", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/bad.yaml", dir);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -177,21 +177,24 @@ static void test_compare_unknown_config_key_names_file_and_key(void **state) {
     fclose(f);
     char args[2048];
     snprintf(args, sizeof args, "compare --use_fsdp %s --ref --steps 2", path);
-    cmd_result r = harness_shardlab(args);
-    assert_int_equal(r.status, 2);
-    assert_contains(r.out, "compare: B");
-    assert_contains(r.out, "bad.yaml:4");
-    assert_contains(r.out, "fsdp_sharding_strateg");
-    free(r.out);
-    harness_rmdir(dir);
+    char *out = NULL;
+    const int status = sl_ts_shardlab(args, NULL, SL_RUN_LIMIT_S, &out);
+    assert_int_equal(status, 2);
+    sl_ts_expect(out, "compare: B");
+    sl_ts_expect(out, "bad.yaml:4");
+    sl_ts_expect(out, "fsdp_sharding_strateg");
+    free(out);
+    sl_ts_rmtree(dir);
 }
 
 static void test_compare_unknown_flag_is_refused(void **state) {
     (void)state;
-    cmd_result r = harness_shardlab("compare --use_fsdp --use_deepspeed --stpes 3");
-    assert_int_equal(r.status, 2);
-    assert_contains(r.out, "--stpes");
-    free(r.out);
+    char *out = NULL;
+    const int status =
+        sl_ts_shardlab("compare --use_fsdp --use_deepspeed --stpes 3", NULL, SL_RUN_LIMIT_S, &out);
+    assert_int_equal(status, 2);
+    sl_ts_expect(out, "--stpes");
+    free(out);
 }
 
 int main(void) {

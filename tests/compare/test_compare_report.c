@@ -13,9 +13,12 @@
 #include <string.h>
 
 #include "common/gnuplot.h"
-#include "compare_harness.h"
 #include "conformance/compare_ablate.h"
 #include "conformance/compare_report.h"
+#include "tests/support/support.h"
+
+/* A run of shardlab past this is a hang (the report fails at once on its bad flag). */
+#define SL_RUN_LIMIT_S 300.0
 
 static int count(const char *text, const char *needle) {
     int n = 0;
@@ -27,11 +30,11 @@ static int count(const char *text, const char *needle) {
 static void test_dtype_tables_cover_every_example_config(void **state) {
     (void)state;
     char dir[512], path[1024];
-    harness_mkdtemp(dir, sizeof dir);
+    sl_ts_mkdtemp("test-compare", dir, sizeof dir);
     if (sl_report_dtype_tables(SL_SOURCE_DIR "/examples/configs", dir) != SL_OK)
         fail_msg("%s", sl_error_message());
     snprintf(path, sizeof path, "%s/dtype-tables.md", dir);
-    char *md = harness_read(path);
+    char *md = sl_ts_read_or_fail(path);
     int n_configs = 0;
     DIR *d = opendir(SL_SOURCE_DIR "/examples/configs");
     assert_non_null(d);
@@ -41,52 +44,52 @@ static void test_dtype_tables_cover_every_example_config(void **state) {
         n_configs++;
         char heading[300];
         snprintf(heading, sizeof heading, "## %s\n", e->d_name);
-        assert_contains(md, heading);
+        sl_ts_expect(md, heading);
     }
     closedir(d);
     assert_true(n_configs > 10);
     /* every config compiles on its own, so every section holds a table */
     assert_int_equal(count(md, "preparation (flat/master params)"), n_configs);
     assert_int_equal(count(md, "does not compile"), 0);
-    assert_contains(md, "Generated on ");
+    sl_ts_expect(md, "Generated on ");
     /* FSDP1 FULL_SHARD with bf16 mixed precision: fp32 masters, bf16 compute */
     const char *fsdp = strstr(md, "## fsdp1_full_shard_bf16.yaml");
     assert_non_null(fsdp);
     assert_non_null(strstr(fsdp, "training step (forward/backward)   bf16"));
     free(md);
-    harness_rmdir(dir);
+    sl_ts_rmtree(dir);
 }
 
 static void test_memory_report_writes_tables_and_plot_scripts(void **state) {
     (void)state;
     char dir[512], path[1024];
-    harness_mkdtemp(dir, sizeof dir);
+    sl_ts_mkdtemp("test-compare", dir, sizeof dir);
     if (sl_report_memory(dir, false) != SL_OK) fail_msg("%s", sl_error_message());
     snprintf(path, sizeof path, "%s/memory.md", dir);
-    char *md = harness_read(path);
-    assert_contains(md, "## DeepSpeed ZeRO-3");
-    assert_contains(md, "| optim_states |");
-    assert_contains(md, "![");
+    char *md = sl_ts_read_or_fail(path);
+    sl_ts_expect(md, "## DeepSpeed ZeRO-3");
+    sl_ts_expect(md, "| optim_states |");
+    sl_ts_expect(md, "![");
     free(md);
     snprintf(path, sizeof path, "%s/memory-zero3.gp", dir);
-    char *gp = harness_read(path);
-    assert_contains(gp, "set output 'memory-zero3.png'");
-    assert_contains(gp, "'memory-zero3.dat' index 0");
+    char *gp = sl_ts_read_or_fail(path);
+    sl_ts_expect(gp, "set output 'memory-zero3.png'");
+    sl_ts_expect(gp, "'memory-zero3.dat' index 0");
     free(gp);
     snprintf(path, sizeof path, "%s/memory-zero3.dat", dir);
-    char *dat = harness_read(path);
+    char *dat = sl_ts_read_or_fail(path);
     /* one line per W in each category's block: 1, 2, 4, 8 */
     assert_true(count(dat, "\n8 ") >= 3);
-    assert_contains(dat, "# optim_states\n1 ");
+    sl_ts_expect(dat, "# optim_states\n1 ");
     free(dat);
-    harness_rmdir(dir);
+    sl_ts_rmtree(dir);
 }
 
 static void test_plot_renders_a_png_when_gnuplot_exists(void **state) {
     (void)state;
     if (!sl_gnuplot_available()) skip();
     char dir[512], path[1024];
-    harness_mkdtemp(dir, sizeof dir);
+    sl_ts_mkdtemp("test-compare", dir, sizeof dir);
     const double x[3] = {1, 2, 3}, y[3] = {3.0, 2.5, 2.25};
     const sl_plot_series s = {"loss", 3, x, y};
     const sl_plot p = {.name = "t",
@@ -104,17 +107,17 @@ static void test_plot_renders_a_png_when_gnuplot_exists(void **state) {
     assert_int_equal(fread(magic, 1, 8, f), 8);
     fclose(f);
     assert_memory_equal(magic, "\x89PNG\r\n\x1a\n", 8);
-    harness_rmdir(dir);
+    sl_ts_rmtree(dir);
 }
 
 static void test_gnuplot_failure_names_the_script(void **state) {
     (void)state;
     if (!sl_gnuplot_available()) skip();
     char dir[512];
-    harness_mkdtemp(dir, sizeof dir);
+    sl_ts_mkdtemp("test-compare", dir, sizeof dir);
     assert_int_not_equal(sl_gnuplot_render(dir, "missing.gp"), SL_OK);
     assert_non_null(strstr(sl_error_message(), "missing.gp"));
-    harness_rmdir(dir);
+    sl_ts_rmtree(dir);
 }
 
 static void test_ablation_markdown_has_method_table_and_remainder(void **state) {
@@ -149,21 +152,23 @@ static void test_ablation_markdown_has_method_table_and_remainder(void **state) 
     FILE *f = open_memstream(&text, &len);
     sl_ablation_print(&ab, f, true);
     fclose(f);
-    assert_contains(text, "NOT equivalent");
-    assert_contains(text, "single-field switches from A");
-    assert_contains(text, "| `precision.master_init` | EXACT | ROUNDED | 61.0% | 58.0% |");
-    assert_contains(text, "| interaction remainder | | | 39.0% | 42.0% |");
-    assert_contains(text, "Derived from the fields above, not switched: layout.digest");
+    sl_ts_expect(text, "NOT equivalent");
+    sl_ts_expect(text, "single-field switches from A");
+    sl_ts_expect(text, "| `precision.master_init` | EXACT | ROUNDED | 61.0% | 58.0% |");
+    sl_ts_expect(text, "| interaction remainder | | | 39.0% | 42.0% |");
+    sl_ts_expect(text, "Derived from the fields above, not switched: layout.digest");
     free(text);
 }
 
 static void test_report_unknown_part_is_refused_by_name(void **state) {
     (void)state;
-    cmd_result r = harness_shardlab("report --only dtypes,equivalense --out /nonexistent/x");
-    assert_int_equal(r.status, 2);
-    assert_contains(r.out, "'equivalense'");
-    assert_contains(r.out, "conformance, equivalence, dtypes, memory");
-    free(r.out);
+    char *out = NULL;
+    const int status = sl_ts_shardlab("report --only dtypes,equivalense --out /nonexistent/x", NULL,
+                                      SL_RUN_LIMIT_S, &out);
+    assert_int_equal(status, 2);
+    sl_ts_expect(out, "'equivalense'");
+    sl_ts_expect(out, "conformance, equivalence, dtypes, memory");
+    free(out);
 }
 
 int main(void) {

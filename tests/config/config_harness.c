@@ -7,38 +7,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "tests/config/config_harness.h"
+#include "tests/support/support.h"
 
 static char harness_tmp[256];
 
 static void harness_cleanup(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", harness_tmp);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", harness_tmp);
+    sl_ts_rmtree(harness_tmp);
 }
 
 const char *harness_dir(void) {
     if (!harness_tmp[0]) {
-        snprintf(harness_tmp, sizeof harness_tmp, "/tmp/shardlab_config_test.XXXXXX");
-        if (!mkdtemp(harness_tmp)) fail_msg("mkdtemp failed");
+        sl_ts_mkdtemp("config-test", harness_tmp, sizeof harness_tmp);
         atexit(harness_cleanup);
     }
     return harness_tmp;
 }
 
 const char *harness_write(const char *name, const char *text) {
-    static char paths[64][512];
-    static int next;
-    char *path = paths[next++ % 64];
-    snprintf(path, 512, "%s/%s", harness_dir(), name);
-    FILE *f = fopen(path, "wb");
-    if (!f) fail_msg("cannot write %s", path);
-    fwrite(text, 1, strlen(text), f);
-    fclose(f);
-    return path;
+    return sl_ts_write(sl_ts_join(harness_dir(), name), text, false);
 }
 
 sl_status harness_config(const char *flags, sl_config **out) {
@@ -67,10 +55,6 @@ sl_status harness_plan(const char *flags, sl_plan **out) {
     return st;
 }
 
-void harness_contains(const char *haystack, const char *needle) {
-    if (!strstr(haystack, needle)) fail_msg("expected \"%s\" in:\n%s", needle, haystack);
-}
-
 void harness_expect_error(const char *flags, int format, const char *const *needles) {
     sl_plan *plan = NULL;
     const sl_status st = harness_plan(flags, &plan);
@@ -81,34 +65,15 @@ void harness_expect_error(const char *flags, int format, const char *const *need
                  sl_status_name(st), sl_error_message());
     }
     for (const char *const *n = needles; *n; n++)
-        harness_contains(sl_error_message(), *n);
+        sl_ts_expect(sl_error_message(), *n);
 }
 
 harness_run_result harness_run(const char *args, const char *input, int merge_stderr) {
-    const char *bin = getenv("SHARDLAB_BIN");
-    if (!bin) skip();
-    const char *in_path = harness_write("stdin.txt", input ? input : "");
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s < '%s' %s", harness_dir(), bin, args, in_path,
-             merge_stderr ? "2>&1" : "2>/dev/null");
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
+    const sl_ts_spawn how = {
+        .cwd = harness_dir(), .input = input ? input : "", .drop_stderr = !merge_stderr};
     harness_run_result r = {0};
-    size_t cap = 0;
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) {
-        if (r.len + n + 1 > cap) {
-            cap = 2 * (r.len + n + 1);
-            r.out = realloc(r.out, cap);
-            assert_non_null(r.out);
-        }
-        memcpy(r.out + r.len, buf, n);
-        r.len += n;
-    }
-    if (!r.out) r.out = calloc(1, 1);
-    r.out[r.len] = '\0';
-    const int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    /* the commands here read files and answer at once: a minute is a hang */
+    r.status = sl_ts_shardlab(args, &how, 60.0, &r.out);
+    r.len = strlen(r.out);
     return r;
 }

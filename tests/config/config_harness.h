@@ -9,7 +9,7 @@
 #include "shardlab/config.h"
 #include "shardlab/plan.h"
 
-/* Writes `text` to <temporary dir>/<name> and returns the full path (valid until exit). */
+/* Writes `text` to <temporary dir>/<name> and returns the full path (a sl_ts_join slot). */
 const char *harness_write(const char *name, const char *text);
 /* The temporary directory's path. */
 const char *harness_dir(void);
@@ -21,9 +21,6 @@ sl_status harness_config(const char *flags, sl_config **out);
 /* harness_config + sl_plan_compile for gpt-tiny. On success *out is the plan. */
 sl_status harness_plan(const char *flags, sl_plan **out);
 
-/* Fails the test unless `haystack` contains `needle`. */
-void harness_contains(const char *haystack, const char *needle);
-
 /* Asserts that `flags` fail to load or compile with SL_ERR_CONFIG (or SL_ERR_FORMAT when
  * `format` is set) and that the message names each of the NULL-terminated needles. */
 void harness_expect_error(const char *flags, int format, const char *const *needles);
@@ -34,9 +31,9 @@ typedef struct harness_run_result {
     size_t len;
 } harness_run_result;
 
-/* Runs `$SHARDLAB_BIN args` with `input` on standard input (NULL: none) in the temporary
- * directory; merge_stderr folds standard error into the output. Skips the test when
- * SHARDLAB_BIN is not set. Free out with free(). */
+/* Runs `shardlab args` (tests/support's sl_ts_shardlab) with `input` on standard input (NULL:
+ * none) in the temporary directory; merge_stderr folds standard error into the output. Free out
+ * with free(). */
 harness_run_result harness_run(const char *args, const char *input, int merge_stderr);
 
 #endif

@@ -14,6 +14,7 @@
 #include "shardlab/config_file.h"
 #include "shardlab/log.h"
 #include "tests/config/config_harness.h"
+#include "tests/support/support.h"
 
 static sl_config *load_ok(const char *flags) {
     sl_config *cfg = NULL;
@@ -65,7 +66,7 @@ static void test_yaml_entries_carry_file_line_and_spelling(void **state) {
     assert_string_equal(src->file, path);
     char where[512];
     sl_source_describe(src, where, sizeof where);
-    harness_contains(where, "fsdp.yaml:9 (num_processes)");
+    sl_ts_expect(where, "fsdp.yaml:9 (num_processes)");
     sl_config_destroy(cfg);
 
     sl_plan *plan = plan_ok(flags);
@@ -471,7 +472,7 @@ static void test_deepspeed_file_is_found_beside_the_yaml(void **state) {
     assert_int_equal(plan->zero_stage, 1);
     const sl_source *src;
     sl_config_get(plan->config, "zero_stage", &src);
-    harness_contains(src->file, "beside.json");
+    sl_ts_expect(src->file, "beside.json");
     sl_plan_destroy(plan);
 
     snprintf(flags, sizeof flags, "--config_file %s",
@@ -479,8 +480,8 @@ static void test_deepspeed_file_is_found_beside_the_yaml(void **state) {
                                                 "  deepspeed_config_file: nowhere.json\n"));
     sl_config *cfg = NULL;
     assert_int_equal(harness_config(flags, &cfg), SL_ERR_IO);
-    harness_contains(sl_error_message(), "nowhere.json");
-    harness_contains(sl_error_message(), "missing_json.yaml");
+    sl_ts_expect(sl_error_message(), "nowhere.json");
+    sl_ts_expect(sl_error_message(), "missing_json.yaml");
     sl_config_destroy(cfg);
 }
 
@@ -493,10 +494,10 @@ static void test_runtime_free_keys_get_a_notice(void **state) {
                               "iam_role_name: role\n");
     harness_run_result r = harness_run("explain --config_file tpu.yaml --dtype_table", NULL, 1);
     assert_int_equal(r.status, 0);
-    harness_contains(r.out, "no effect on this runtime");
-    harness_contains(r.out, "downcast_bf16 (line 3), tpu_use_cluster (line 4)");
-    harness_contains(r.out, "dynamo_config (line 5)");
-    harness_contains(r.out, "iam_role_name (line 7)");
+    sl_ts_expect(r.out, "no effect on this runtime");
+    sl_ts_expect(r.out, "downcast_bf16 (line 3), tpu_use_cluster (line 4)");
+    sl_ts_expect(r.out, "dynamo_config (line 5)");
+    sl_ts_expect(r.out, "iam_role_name (line 7)");
     free(r.out);
 }
 

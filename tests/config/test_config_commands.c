@@ -12,6 +12,7 @@
 
 #include "shardlab/log.h"
 #include "tests/config/config_harness.h"
+#include "tests/support/support.h"
 
 static const char fsdp_yaml[] = "distributed_type: FSDP\n"
                                 "num_processes: 2\n"
@@ -25,11 +26,11 @@ static void test_explain_prints_each_source_beside_its_value(void **state) {
     harness_write("ex.yaml", fsdp_yaml);
     harness_run_result r = harness_run("explain --config_file ex.yaml --seed 7", NULL, 0);
     assert_int_equal(r.status, 0);
-    harness_contains(r.out, "plan: fsdp1 SHARD_GRAD_OP, W = 2");
-    harness_contains(r.out, "ex.yaml:5 (fsdp_config.fsdp_sharding_strategy)");
-    harness_contains(r.out, "ex.yaml:3 (mixed_precision)");
-    harness_contains(r.out, "--seed");
-    harness_contains(r.out, "= mixed_precision (from ex.yaml:3 (mixed_precision))");
+    sl_ts_expect(r.out, "plan: fsdp1 SHARD_GRAD_OP, W = 2");
+    sl_ts_expect(r.out, "ex.yaml:5 (fsdp_config.fsdp_sharding_strategy)");
+    sl_ts_expect(r.out, "ex.yaml:3 (mixed_precision)");
+    sl_ts_expect(r.out, "--seed");
+    sl_ts_expect(r.out, "= mixed_precision (from ex.yaml:3 (mixed_precision))");
     free(r.out);
 }
 
@@ -41,11 +42,11 @@ static void test_ref_takes_a_config_file(void **state) {
                               "  gradient_accumulation_steps: 2\n");
     harness_run_result r = harness_run("ref --config_file ref.yaml --steps 2 --quiet", NULL, 1);
     if (r.status != 0) fail_msg("%s", r.out);
-    harness_contains(r.out, "ref: 2 steps");
+    sl_ts_expect(r.out, "ref: 2 steps");
     free(r.out);
     r = harness_run("ref --config_file missing.yaml --steps 1", NULL, 1);
     assert_true(r.status != 0);
-    harness_contains(r.out, "missing.yaml");
+    sl_ts_expect(r.out, "missing.yaml");
     free(r.out);
 }
 
@@ -106,14 +107,14 @@ static void test_estimate_memory_matches_the_plans_and_the_zero_formulas(void **
     }
     /* Ψ = 120576 (gpt-tiny), W = 4, mixed precision: 16Ψ, 4Ψ+12Ψ/W, 2Ψ+14Ψ/W, 16Ψ/W */
     const long long psi = 120576;
-    harness_contains(r.out, "4Ψ+12Ψ/W");
+    sl_ts_expect(r.out, "4Ψ+12Ψ/W");
     char expect[64];
     snprintf(expect, sizeof expect, "16Ψ/W %12lld", 16 * psi / 4);
-    harness_contains(r.out, expect);
+    sl_ts_expect(r.out, expect);
     snprintf(expect, sizeof expect, "4Ψ+12Ψ/W %12lld", 4 * psi + 12 * psi / 4);
-    harness_contains(r.out, expect);
+    sl_ts_expect(r.out, expect);
     snprintf(expect, sizeof expect, "16Ψ %12lld", 16 * psi);
-    harness_contains(r.out, expect);
+    sl_ts_expect(r.out, expect);
     assert_null(strstr(r.out, "HYBRID")); /* one machine */
     free(r.out);
 }
@@ -127,12 +128,12 @@ static void test_estimate_memory_with_params_only(void **state) {
     assert_int_equal(r.status, 0);
     /* ZeRO-3 masters: ceil(7e9 / 8) fp32 elements; the paper's 16Ψ/W */
     assert_int_equal(table_cell(r.out, "deepspeed ZeRO-3", 0), 7000000000LL / 8 * 4);
-    harness_contains(r.out, "16Ψ/W  14000000000");
-    harness_contains(r.out, "fsdp1 HYBRID_SHARD ");
-    harness_contains(r.out, "16Ψ/G");
-    harness_contains(r.out, "n/a");
-    harness_contains(r.out, "activations");
-    harness_contains(r.out, "lower bound");
+    sl_ts_expect(r.out, "16Ψ/W  14000000000");
+    sl_ts_expect(r.out, "fsdp1 HYBRID_SHARD ");
+    sl_ts_expect(r.out, "16Ψ/G");
+    sl_ts_expect(r.out, "n/a");
+    sl_ts_expect(r.out, "activations");
+    sl_ts_expect(r.out, "lower bound");
     free(r.out);
 }
 
@@ -140,16 +141,16 @@ static void test_estimate_memory_refuses_strategy_flags_and_needs_a_size(void **
     (void)state;
     harness_run_result r = harness_run("estimate-memory --model gpt-tiny --zero_stage 3", NULL, 1);
     assert_int_equal(r.status, 2);
-    harness_contains(r.out, "--zero_stage");
-    harness_contains(r.out, "compares every strategy");
+    sl_ts_expect(r.out, "--zero_stage");
+    sl_ts_expect(r.out, "compares every strategy");
     free(r.out);
     r = harness_run("estimate-memory --num_processes 2", NULL, 1);
     assert_int_equal(r.status, 2);
-    harness_contains(r.out, "--model NAME");
+    sl_ts_expect(r.out, "--model NAME");
     free(r.out);
     r = harness_run("estimate-memory --params lots", NULL, 1);
     assert_int_equal(r.status, 2);
-    harness_contains(r.out, "'lots'");
+    sl_ts_expect(r.out, "'lots'");
     free(r.out);
 }
 
@@ -165,11 +166,11 @@ static void test_env_prints_versions_cpu_threads_and_the_config(void **state) {
                                         "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                         "env.yaml:5"};
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
-        harness_contains(r.out, lines[i]);
+        sl_ts_expect(r.out, lines[i]);
     free(r.out);
     r = harness_run("env --jsno", NULL, 1);
     assert_int_equal(r.status, 2);
-    harness_contains(r.out, "'--jsno'");
+    sl_ts_expect(r.out, "'--jsno'");
     free(r.out);
 }
 
@@ -180,7 +181,7 @@ static void test_env_reports_thread_settings(void **state) {
     harness_run_result r = harness_run("env", NULL, 0);
     unsetenv("OMP_NUM_THREADS");
     assert_int_equal(r.status, 0);
-    harness_contains(r.out, "OMP_NUM_THREADS        3");
+    sl_ts_expect(r.out, "OMP_NUM_THREADS        3");
     free(r.out);
 }
 

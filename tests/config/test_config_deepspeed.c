@@ -14,6 +14,7 @@
 
 #include "shardlab/log.h"
 #include "tests/config/config_harness.h"
+#include "tests/support/support.h"
 
 static sl_plan *plan_ok(const char *flags) {
     sl_plan *plan = NULL;
@@ -218,7 +219,7 @@ static void test_auto_values_are_resolved_from_the_run(void **state) {
         const char *v = sl_config_get(plan->config, expected[i].key, &src);
         if (!v) fail_msg("%s not resolved", expected[i].key);
         assert_string_equal(v, expected[i].value);
-        harness_contains(src->spelling, ": auto");
+        sl_ts_expect(src->spelling, ": auto");
         assert_int_equal(src->kind, SL_SOURCE_FILE);
     }
     assert_int_equal(plan->persistence_threshold, 640);
@@ -233,9 +234,9 @@ static void test_auto_values_are_resolved_from_the_run(void **state) {
                                        "--deepspeed_config_file auto.json --dtype_table",
                                        NULL, 1);
     assert_int_equal(r.status, 0);
-    harness_contains(r.out, "auto.json:11 (train_batch_size): \"auto\" resolved: "
-                            "train_batch_size = 8");
-    harness_contains(r.out, "\"auto\" resolved: micro_batch_size = 4");
+    sl_ts_expect(r.out, "auto.json:11 (train_batch_size): \"auto\" resolved: "
+                        "train_batch_size = 8");
+    sl_ts_expect(r.out, "\"auto\" resolved: micro_batch_size = 4");
     free(r.out);
 }
 
@@ -345,7 +346,7 @@ static void test_deepspeed_defaults_and_old_spellings(void **state) {
     assert_int_equal(plan->precision.param_dtype, SL_DTYPE_BF16);
     const sl_source *src;
     sl_config_get(plan->config, "zero_stage", &src);
-    harness_contains(src->spelling, "zero_optimization.stage absent: DeepSpeed's default");
+    sl_ts_expect(src->spelling, "zero_optimization.stage absent: DeepSpeed's default");
     sl_config_get(plan->config, "bf16_enabled", &src);
     assert_string_equal(src->spelling, "bfloat16.enabled");
     sl_plan_destroy(plan);

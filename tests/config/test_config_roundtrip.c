@@ -15,6 +15,7 @@
 #include "common/plan_diff.h"
 #include "shardlab/log.h"
 #include "tests/config/config_harness.h"
+#include "tests/support/support.h"
 
 static sl_plan *plan_ok(const char *flags) {
     sl_plan *plan = NULL;
@@ -76,7 +77,7 @@ static void test_questionnaire_on_a_pipe_writes_a_file_that_compiles(void **stat
         snprintf(args, sizeof args, "config --config_file %s", name);
         harness_run_result r = harness_run(args, c->answers, 1);
         if (r.status != 0) fail_msg("case %zu: exit %d:\n%s", i, r.status, r.out);
-        harness_contains(r.out, "configuration saved at");
+        sl_ts_expect(r.out, "configuration saved at");
         free(r.out);
         sl_plan *plan = plan_of_file(name, "");
         assert_int_equal(plan->dialect, c->dialect);
@@ -97,8 +98,8 @@ static void test_questionnaire_stops_when_input_ends(void **state) {
     (void)state;
     harness_run_result r = harness_run("config --config_file never.yaml", "2\n1\n", 1);
     assert_int_equal(r.status, 2);
-    harness_contains(r.out, "standard input ended before the question");
-    harness_contains(r.out, "errors?"); /* the question it stopped at: debug checks */
+    sl_ts_expect(r.out, "standard input ended before the question");
+    sl_ts_expect(r.out, "errors?"); /* the question it stopped at: debug checks */
     free(r.out);
 }
 
@@ -115,8 +116,8 @@ static void test_config_default_writes_one_process_and_never_overwrites(void **s
     sl_plan_destroy(plan);
     r = harness_run("config default --config_file dflt.yaml", NULL, 1);
     assert_int_equal(r.status, 1);
-    harness_contains(r.out, "dflt.yaml exists");
-    harness_contains(r.out, "never overwrites");
+    sl_ts_expect(r.out, "dflt.yaml exists");
+    sl_ts_expect(r.out, "never overwrites");
     free(r.out);
 }
 
@@ -265,26 +266,26 @@ static void test_convert_config_reports_the_plan_differences(void **state) {
     harness_run_result r =
         harness_run("convert-config c_full.yaml --to deepspeed -o r.yaml", NULL, 1);
     assert_int_equal(r.status, 0);
-    harness_contains(r.out, "precision.master_init");
-    harness_contains(r.out, "EXACT");
-    harness_contains(r.out, "ROUNDED");
-    harness_contains(r.out, "precision.adam");
-    harness_contains(r.out, "DS_FUSED");
-    harness_contains(r.out, "layout.digest");
+    sl_ts_expect(r.out, "precision.master_init");
+    sl_ts_expect(r.out, "EXACT");
+    sl_ts_expect(r.out, "ROUNDED");
+    sl_ts_expect(r.out, "precision.adam");
+    sl_ts_expect(r.out, "DS_FUSED");
+    sl_ts_expect(r.out, "layout.digest");
     free(r.out);
     r = harness_run("convert-config c_full.yaml --to fsdp1", NULL, 1);
     assert_int_equal(r.status, 0);
-    harness_contains(r.out, "no semantic difference");
-    harness_contains(r.out, "distributed_type: FSDP"); /* the YAML, on standard output */
+    sl_ts_expect(r.out, "no semantic difference");
+    sl_ts_expect(r.out, "distributed_type: FSDP"); /* the YAML, on standard output */
     free(r.out);
     r = harness_run("convert-config c_full.yaml --to fsdp2 -o r2.yaml", NULL, 1);
     assert_int_equal(r.status, 0);
-    harness_contains(r.out, "dropped fsdp_backward_prefetch = BACKWARD_PRE");
-    harness_contains(r.out, "accelerate to-fsdp2");
+    sl_ts_expect(r.out, "dropped fsdp_backward_prefetch = BACKWARD_PRE");
+    sl_ts_expect(r.out, "accelerate to-fsdp2");
     free(r.out);
     r = harness_run("convert-config c_full.yaml --to zero3", NULL, 1);
     assert_int_equal(r.status, 2);
-    harness_contains(r.out, "--to zero3");
+    sl_ts_expect(r.out, "--to zero3");
     free(r.out);
 }
 

@@ -22,6 +22,7 @@
 #include "conformance/divergence.h"
 #include "conformance/peer.h"
 #include "shardlab/safetensors.h"
+#include "tests/support/support.h"
 
 static char root[256];
 static char run_dir[SL_CONF_PATH_MAX];
@@ -35,8 +36,7 @@ static sl_status make_run(sl_conf_run_spec *spec, const char *name, sl_conf_resu
 
 static int setup(void **state) {
     (void)state;
-    snprintf(root, sizeof root, "/tmp/shardlab-conformance-peer-XXXXXX");
-    if (!mkdtemp(root)) return -1;
+    sl_ts_mkdtemp("conformance-peer", root, sizeof root);
     char label[128];
     sl_conf_run_spec spec;
     sl_conf_peer_plan(1, label, sizeof label, &spec); /* W = 2, k = 2 */
@@ -49,9 +49,8 @@ static int setup(void **state) {
 static int teardown(void **state) {
     (void)state;
     sl_conf_result_free(&run);
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
+    sl_ts_rmtree(root);
+    return 0;
 }
 
 /* Edits of the peer file made from the run's own numbers. */

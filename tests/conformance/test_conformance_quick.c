@@ -1,53 +1,35 @@
 /* `shardlab conformance --tier quick`, as users run it: exit status 0 (every check passes), and a
  * report with every tier's checks, the noise floors and the tolerance multiple. */
-#include <errno.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
-#include "common/fileio.h"
-
-static char *read_text(const char *path) {
-    char *text = NULL;
-    size_t len = 0;
-    if (sl_file_read_all(path, &text, &len) != SL_OK) fail_msg("%s", sl_error_message());
-    return text;
-}
+#include "tests/support/support.h"
 
 static void test_quick_tier_passes_and_reports_every_tier(void **state) {
     (void)state;
-    char dir[] = "/tmp/shardlab-conformance-quick-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    const char *bin = getenv("SHARDLAB_BIN");
-    char fallback[] = SL_BINARY_DIR "/shardlab";
-    if (!bin || !*bin) bin = fallback;
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "'%s' conformance --tier quick --jobs 2 --report '%s' > '%s/out.log' 2>&1", bin, dir,
-             dir);
-    const int raw = system(cmd);
-    char path[512];
-    snprintf(path, sizeof path, "%s/out.log", dir);
-    char *log = read_text(path);
-    if (!WIFEXITED(raw) || WEXITSTATUS(raw) != 0) {
+    char dir[256], args[512];
+    sl_ts_mkdtemp("conformance-quick", dir, sizeof dir);
+    snprintf(args, sizeof args, "conformance --tier quick --jobs 2 --report %s", dir);
+    char *log = NULL;
+    /* under ctest's 600 s limit, so that a hang shows its output */
+    const int status = sl_ts_shardlab(args, NULL, 540.0, &log);
+    sl_ts_write(sl_ts_join(dir, "out.log"), log, false);
+    if (status != 0) {
         /* the failing checks and the summary are the last lines */
         const size_t len = strlen(log);
         fail_msg("shardlab conformance --tier quick exited with %d; output (end; all of it and "
                  "the report in %s):\n%s",
-                 raw, dir, log + (len > 3000 ? len - 3000 : 0));
+                 status, dir, log + (len > 3000 ? len - 3000 : 0));
     }
     free(log);
-    snprintf(path, sizeof path, "%s/conformance.md", dir);
-    char *md = read_text(path);
+    char *md = sl_ts_read_or_fail(sl_ts_join(dir, "conformance.md"));
     static const char *const expected[] = {
         "| T1 | dtype_table |",
         "| T1 | layout |",
@@ -72,12 +54,10 @@ static void test_quick_tier_passes_and_reports_every_tier(void **state) {
     }
     assert_null(strstr(md, "| FAIL |"));
     free(md);
-    snprintf(path, sizeof path, "%s/conformance.json", dir);
-    char *json = read_text(path);
+    char *json = sl_ts_read_or_fail(sl_ts_join(dir, "conformance.json"));
     assert_non_null(strstr(json, "\"passed\": true"));
     free(json);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    sl_ts_rmtree(dir);
 }
 
 int main(void) {

@@ -4,10 +4,8 @@
  * student's loss falls, the teacher's parameters come out exactly as they went in (rounded to
  * bf16 by DeepSpeed's master init, and never stepped), and bad invocations fail naming what is
  * wrong. */
-#include <errno.h>
 #include <math.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -15,90 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "shardlab/dtype.h"
 #include "shardlab/safetensors.h"
+#include "tests/support/support.h"
 
 #define STEPS 24
 #define OUT_CAP (1 << 16)
 
-static const char *dt_shardlab(void) {
-    const char *b = getenv("SHARDLAB_BIN");
-    return b && *b ? b : SL_BINARY_DIR "/shardlab";
-}
-
 static const char dt_distill[] = SL_BINARY_DIR "/examples/distill";
 static const char dt_config[] = SL_SOURCE_DIR "/examples/configs/distillation_multi_model.yaml";
-
-static double dt_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Runs argv with stdout and stderr into out; returns the exit status. A run past timeout_s is
- * killed with its process group (mpirun and every rank) and fails the test. */
-static int dt_run(char *const *argv, double timeout_s, char *out, size_t cap) {
-    char path[] = "/tmp/shardlab-distill-test-XXXXXX";
-    const int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    unlink(path);
-    fflush(NULL);
-    const pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        setpgid(0, 0);
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-#ifdef __SANITIZE_ADDRESS__
-        /* the ranks' leak check must see past Open MPI (tests/comm/lsan_mpi.supp) */
-        setenv("OMPI_MCA_mca_base_component_disable_dlclose", "1", 1);
-        setenv("ASAN_OPTIONS", "fast_unwind_on_malloc=0", 1);
-        setenv("LSAN_OPTIONS", "suppressions=" SL_SOURCE_DIR "/tests/comm/lsan_mpi.supp", 1);
-#endif
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    const double deadline = dt_now() + timeout_s;
-    int raw = 0;
-    bool timed_out = false;
-    for (;;) {
-        const pid_t w = waitpid(pid, &raw, WNOHANG);
-        if (w == pid || (w < 0 && errno != EINTR)) break;
-        if (dt_now() > deadline) {
-            timed_out = true;
-            kill(-pid, SIGKILL);
-            waitpid(pid, &raw, 0);
-            break;
-        }
-        const struct timespec pause = {0, 20 * 1000 * 1000};
-        nanosleep(&pause, NULL);
-    }
-    const off_t len = lseek(fd, 0, SEEK_END);
-    lseek(fd, 0, SEEK_SET);
-    size_t keep = len > 0 ? (size_t)len : 0;
-    if (keep >= cap) keep = cap - 1;
-    const ssize_t got = read(fd, out, keep);
-    out[got > 0 ? (size_t)got : 0] = '\0';
-    close(fd);
-    if (timed_out) fail_msg("%s did not finish within %g s; output:\n%s", argv[0], timeout_s, out);
-    return WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-}
-
-static void dt_remove(const char *dir, const char *const *names) {
-    char path[4096];
-    for (int i = 0; names[i]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        unlink(path);
-    }
-    rmdir(dir);
-}
 
 /* A teacher trained once for every test (gpt-tiny, W = 1, fp32: 40 steps of the embedded corpus
  * take its loss from 5.5 to about 2.5, so its softmax carries something to learn). */
@@ -107,12 +33,11 @@ static char dt_teacher[256];
 
 static int dt_setup(void **state) {
     (void)state;
-    snprintf(dt_dir, sizeof dt_dir, "/tmp/shardlab-distill-XXXXXX");
-    if (!mkdtemp(dt_dir)) return -1;
+    sl_ts_mkdtemp("distill", dt_dir, sizeof dt_dir);
     char out_dir[96];
     snprintf(out_dir, sizeof out_dir, "%s/teacher", dt_dir);
     snprintf(dt_teacher, sizeof dt_teacher, "%s/final.safetensors", out_dir);
-    char *argv[] = {(char *)dt_shardlab(),
+    char *argv[] = {sl_ts_shardlab_bin(),
                     "train",
                     "--steps",
                     "40",
@@ -123,27 +48,14 @@ static int dt_setup(void **state) {
                     out_dir,
                     NULL};
     static char out[OUT_CAP];
-    const int rc = dt_run(argv, 60, out, sizeof out);
+    const int rc = sl_ts_run(argv, NULL, 60, out, sizeof out, NULL);
     if (rc != 0) fprintf(stderr, "teacher training failed (%d):\n%s\n", rc, out);
     return rc == 0 ? 0 : -1;
 }
 
 static int dt_teardown(void **state) {
     (void)state;
-    static const char *const teacher[] = {"init.safetensors",
-                                          "final.safetensors",
-                                          "grads_step1.safetensors",
-                                          "batch_step1.safetensors",
-                                          "trajectory.json",
-                                          "metrics.jsonl",
-                                          NULL};
-    static const char *const distill[] = {"teacher.safetensors", "student.safetensors", NULL};
-    char path[128];
-    snprintf(path, sizeof path, "%s/teacher", dt_dir);
-    dt_remove(path, teacher);
-    snprintf(path, sizeof path, "%s/distill", dt_dir);
-    dt_remove(path, distill);
-    rmdir(dt_dir);
+    sl_ts_rmtree(dt_dir);
     return 0;
 }
 
@@ -177,7 +89,7 @@ static void test_distill_student_learns_and_teacher_is_unchanged_w2(void **state
     snprintf(out_dir, sizeof out_dir, "%s/distill", dt_dir);
     char steps[16];
     snprintf(steps, sizeof steps, "%d", STEPS);
-    char *argv[] = {(char *)dt_shardlab(),
+    char *argv[] = {sl_ts_shardlab_bin(),
                     "launch",
                     "--num_processes",
                     "2",
@@ -194,7 +106,7 @@ static void test_distill_student_learns_and_teacher_is_unchanged_w2(void **state
                     out_dir,
                     NULL};
     static char out[OUT_CAP];
-    const int rc = dt_run(argv, 120, out, sizeof out);
+    const int rc = sl_ts_run(argv, NULL, 120, out, sizeof out, NULL);
     if (rc != 0) fail_msg("distill exited with %d:\n%s", rc, out);
     double loss[STEPS], ce[STEPS], kl[STEPS];
     const int n = dt_parse_steps(out, loss, ce, kl);
@@ -257,7 +169,7 @@ static void dt_expect_error(char **extra, const char *const *needles) {
         argv[k++] = extra[i];
     argv[k] = NULL;
     static char out[OUT_CAP];
-    const int rc = dt_run(argv, 30, out, sizeof out);
+    const int rc = sl_ts_run(argv, NULL, 30, out, sizeof out, NULL);
     if (rc == 0) fail_msg("expected a failure, got exit 0:\n%s", out);
     for (int i = 0; needles[i]; i++) {
         if (!strstr(out, needles[i])) fail_msg("the message lacks '%s':\n%s", needles[i], out);

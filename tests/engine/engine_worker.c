@@ -23,7 +23,7 @@ static sl_status ew_compile(sl_session *s, const sl_model_desc *model, const cha
              sl_session_world_size(s), steps);
     char storage[2048];
     char *argv[128];
-    const int argc = eh_split(text, storage, argv, 128);
+    const int argc = sl_ts_split(text, storage, argv, 128);
     sl_config *cfg = NULL;
     SL_TRY(sl_config_create(&cfg));
     char *rest[128];

@@ -34,7 +34,7 @@ static sl_status cm_train(sl_session *s, const char *flags, double *losses, sl_o
     {
         char storage[1024];
         char *argv[64], *rest[64];
-        const int argc = eh_split(text, storage, argv, 64);
+        const int argc = sl_ts_split(text, storage, argv, 64);
         sl_config *cfg = NULL;
         int n_rest = 0;
         st = sl_config_create(&cfg);
@@ -144,9 +144,9 @@ static int cm_worker(void) {
 static void test_custom_mlp_trains_under_every_family_w2(void **state) {
     (void)state;
     static char out[64 * 1024];
-    char *argv[] = {eh_shardlab_bin(), "launch", "--num_processes", "2", eh_self(),
-                    "--worker",        NULL};
-    const int st = eh_run(argv, NULL, 300.0, out, sizeof out);
+    char *argv[] = {sl_ts_shardlab_bin(), "launch", "--num_processes", "2", sl_ts_self(),
+                    "--worker",           NULL};
+    const int st = sl_ts_run(argv, NULL, 300.0, out, sizeof out, NULL);
     if (st != 0) fail_msg("exit status %d; output:\n%s", st, out);
     if (!strstr(out, "FULL_SHARD vs NO_SHARD")) fail_msg("no comparison in the output:\n%s", out);
 }

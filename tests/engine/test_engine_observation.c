@@ -26,12 +26,13 @@ static void launch_worker(int w, const char *args) {
     snprintf(np, sizeof np, "%d", w);
     snprintf(text, sizeof text, "%s", args);
     char *split[8];
-    const int n = eh_split(text, storage, split, 8);
-    char *argv[16] = {eh_shardlab_bin(), "launch", "--num_processes", np, eh_self(), "--worker"};
+    const int n = sl_ts_split(text, storage, split, 8);
+    char *argv[16] = {sl_ts_shardlab_bin(), "launch",  "--num_processes", np,
+                      sl_ts_self(),         "--worker"};
     for (int i = 0; i < n; i++)
         argv[6 + i] = split[i];
     argv[6 + n] = NULL;
-    const int st = eh_run(argv, NULL, 300.0, out, sizeof out);
+    const int st = sl_ts_run(argv, NULL, 300.0, out, sizeof out, NULL);
     if (st != 0) fail_msg("W = %d %s: exit status %d; output:\n%s", w, args, st, out);
 }
 

@@ -210,8 +210,8 @@ static void launch_worker(int w, const char *scenario) {
     snprintf(np, sizeof np, "%d", w);
     snprintf(sc, sizeof sc, "%s", scenario);
     char *argv[] = {
-        eh_shardlab_bin(), "launch", "--num_processes", np, eh_self(), "--worker", sc, NULL};
-    const int st = eh_run(argv, NULL, 300.0, out, sizeof out);
+        sl_ts_shardlab_bin(), "launch", "--num_processes", np, sl_ts_self(), "--worker", sc, NULL};
+    const int st = sl_ts_run(argv, NULL, 300.0, out, sizeof out, NULL);
     if (st != 0) fail_msg("W = %d %s: exit status %d; output:\n%s", w, scenario, st, out);
 }
 

@@ -50,7 +50,7 @@ static void read_run(run_files *f) {
 
 static void ref_run(const sl_plan *plan, const sl_model_desc *model, const char *tag, bool reversed,
                     const char *init_from, run_files *f) {
-    eh_tmpdir(tag, f->dir, sizeof f->dir);
+    sl_ts_mkdtemp(tag, f->dir, sizeof f->dir);
     sl_ref_options opt = sl_ref_options_default();
     opt.out_dir = f->dir;
     opt.reverse_reduction_order = reversed;
@@ -112,23 +112,23 @@ static void impl_run(int W, bool via_launch, const char *flags, const char *dir)
              dir);
     char storage[2048];
     char *words[128];
-    const int n = eh_split(text, storage, words, 128);
+    const int n = sl_ts_split(text, storage, words, 128);
     char *argv[160];
     int a = 0;
     char np[16];
     snprintf(np, sizeof np, "%d", W);
     if (via_launch) {
-        argv[a++] = eh_shardlab_bin();
+        argv[a++] = sl_ts_shardlab_bin();
         argv[a++] = "launch";
         argv[a++] = "--num_processes";
         argv[a++] = np;
     }
-    argv[a++] = eh_shardlab_bin();
+    argv[a++] = sl_ts_shardlab_bin();
     argv[a++] = "train";
     for (int i = 0; i < n; i++)
         argv[a++] = words[i];
     argv[a] = NULL;
-    const int st = eh_run(argv, NULL, 120.0, out, sizeof out);
+    const int st = sl_ts_run(argv, NULL, 120.0, out, sizeof out, NULL);
     if (st != 0) fail_msg("W = %d %s: exit status %d; output:\n%s", W, flags, st, out);
 }
 
@@ -149,7 +149,7 @@ static void check_case(int W, bool via_launch, const char *plan_flags) {
     if (sl_conf_write_ulp_init(ref.dir, plan->precision.param_dtype, init_path) != SL_OK)
         fail_msg("%s", sl_error_message());
     ref_run(plan, model, "ulp", false, init_path, &ulp);
-    eh_tmpdir("impl", imp.dir, sizeof imp.dir);
+    sl_ts_mkdtemp("impl", imp.dir, sizeof imp.dir);
     impl_run(W, via_launch, flags, imp.dir);
     read_run(&imp);
 
@@ -184,7 +184,7 @@ static void check_case(int W, bool via_launch, const char *plan_flags) {
     run_files *runs[] = {&ref, &rev, &ulp, &imp};
     for (int i = 0; i < 4; i++) {
         sl_conf_result_free(&runs[i]->r);
-        eh_rmdir(runs[i]->dir);
+        sl_ts_rmtree(runs[i]->dir);
     }
     sl_plan_destroy(plan);
     sl_model_desc_destroy(model);

@@ -1,15 +1,11 @@
 /* Export test helpers (export_helpers.h). */
 #include "tests/export/export_helpers.h"
 
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -26,34 +22,6 @@ sl_model_desc *xh_model(void) {
     return m;
 }
 
-void xh_tmpdir(const char *tag, char *out, size_t cap) {
-    snprintf(out, cap, "/tmp/shardlab-export-%s-XXXXXX", tag);
-    assert_non_null(mkdtemp(out));
-}
-
-void xh_rmtree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    for (struct dirent *e = readdir(d); e; e = readdir(d)) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-            xh_rmtree(path);
-        } else {
-            unlink(path);
-        }
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-bool xh_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
 float **xh_random_params(const sl_model_desc *desc, uint64_t seed) {
     float **a = sl_param_arrays_alloc(desc);
     assert_non_null(a);
@@ -65,31 +33,17 @@ float **xh_random_params(const sl_model_desc *desc, uint64_t seed) {
 }
 
 int xh_shardlab(const char *args, const char *log) {
-    const char *bin = getenv("SHARDLAB_BIN");
-    char cmd[8192];
+    char *out = NULL;
     /* a rank that fails alone leaves the others waiting for the comm watchdog: bound the wait */
-    snprintf(cmd, sizeof cmd, "timeout -k 10 300 '%s' %s > '%s' 2>&1",
-             bin ? bin : SL_BINARY_DIR "/shardlab", args, log);
-    fflush(NULL);
-#ifdef __SANITIZE_ADDRESS__
-    /* the ranks' leak check must see past Open MPI (tests/comm/lsan_mpi.supp) */
-    setenv("OMPI_MCA_mca_base_component_disable_dlclose", "1", 1);
-    setenv("ASAN_OPTIONS", "fast_unwind_on_malloc=0", 1);
-    setenv("LSAN_OPTIONS", "suppressions=" SL_SOURCE_DIR "/tests/comm/lsan_mpi.supp", 1);
-#endif
-    const int rc = system(cmd);
-    assert_true(rc != -1 && WIFEXITED(rc));
-    return WEXITSTATUS(rc);
+    const int status = sl_ts_shardlab(args, NULL, 300.0, &out);
+    sl_ts_write(log, out, false);
+    free(out);
+    return status;
 }
 
 const char *xh_slurp(const char *path) {
     static char buf[65536];
-    buf[0] = '\0';
-    FILE *f = fopen(path, "rb");
-    if (!f) return buf;
-    const size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
+    sl_ts_read_into(path, buf, sizeof buf);
     return buf;
 }
 

@@ -1,5 +1,6 @@
-/* Helpers of the export tests: scratch directories, a small GPT-2, parameter values with a
- * printed seed, running the shardlab binary, and reading an export back. */
+/* Helpers of the export tests: a small GPT-2, parameter values with a printed seed, running the
+ * shardlab binary into a log, and reading an export back. Scratch directories are
+ * tests/support's. */
 #ifndef SHARDLAB_TESTS_EXPORT_HELPERS_H
 #define SHARDLAB_TESTS_EXPORT_HELPERS_H
 
@@ -8,23 +9,18 @@
 #include <stdint.h>
 
 #include "shardlab/model.h"
+#include "tests/support/support.h"
 
 /* GPT-2 L2 C32 H2 T32 V256: 2 blocks, 29 parameters, 0.1 MB in f32. */
 #define XH_MODEL_FLAGS "--n_layer 2 --n_embd 32 --n_head 2 --block_size 32 --vocab_size 256"
 sl_model_desc *xh_model(void);
 
-/* A fresh directory /tmp/shardlab-export-TAG-XXXXXX (static storage per call site's buffer). */
-void xh_tmpdir(const char *tag, char *out, size_t cap);
-/* rm -r of a directory this test made (plain files and directories only). */
-void xh_rmtree(const char *dir);
-bool xh_exists(const char *path);
-
 /* arrays[p] = values from seed: N(0, 1) scaled by 1/(1 + p), so every parameter differs and
  * bf16 rounding is exercised at many exponents. The seed is printed by the caller on failure. */
 float **xh_random_params(const sl_model_desc *desc, uint64_t seed);
 
-/* Runs `$SHARDLAB_BIN ARGS` (a shell word list) with its output in `log` (a file path), killed
- * after 300 s (exit 124); returns the exit status. */
+/* Runs `shardlab ARGS` (split at spaces) with its output written to `log` (a file path); a run
+ * past 300 s fails the test. Returns the exit status. */
 int xh_shardlab(const char *args, const char *log);
 /* The file's contents (static buffer, truncated to 64 KiB). */
 const char *xh_slurp(const char *path);

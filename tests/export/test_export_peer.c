@@ -61,7 +61,7 @@ static void test_transformers_loads_the_export_and_agrees_on_the_loss(void **sta
         skip();
     }
     char dir[256], a[300], model[400], b[300], log[300], script[300], cmd[2048];
-    xh_tmpdir("peer", dir, sizeof dir);
+    sl_ts_mkdtemp("export-peer", dir, sizeof dir);
     snprintf(a, sizeof a, "%s/a", dir);
     snprintf(model, sizeof model, "%s/model", a);
     snprintf(b, sizeof b, "%s/b", dir);
@@ -87,7 +87,7 @@ static void test_transformers_loads_the_export_and_agrees_on_the_loss(void **sta
     if (!(fabs(ours - theirs) <= 1e-3 * fabs(ours)))
         fail_msg("losses differ: shardlab %.9g, transformers %.9g (tolerance 1e-3 relative)", ours,
                  theirs);
-    xh_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 int main(void) {

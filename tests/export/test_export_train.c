@@ -30,7 +30,7 @@ typedef struct fixture {
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     f->desc = xh_model();
-    xh_tmpdir("train", f->dir, sizeof f->dir);
+    sl_ts_mkdtemp("export-train", f->dir, sizeof f->dir);
     snprintf(f->log, sizeof f->log, "%s/log.txt", f->dir);
     *state = f;
     return 0;
@@ -39,7 +39,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
     fixture *f = *state;
     sl_model_desc_destroy(f->desc);
-    xh_rmtree(f->dir);
+    sl_ts_rmtree(f->dir);
     free(f);
     return 0;
 }
@@ -93,7 +93,7 @@ static void test_train_save_model_writes_the_final_masters(void **state) {
     run(f, 0, "train " TRAIN_FLAGS " --steps 2 --out %s --save_model %s --max_shard_size 40KB", out,
         model);
     snprintf(index, sizeof index, "%s/%s", model, SL_HF_INDEX_NAME);
-    assert_true(xh_exists(index));
+    assert_true(sl_ts_exists(index));
     expect_stored_as(f, model, SL_DTYPE_F32);
     float **final = read_final(f, out);
     float **got = xh_read_export(f->desc, model);
@@ -171,10 +171,10 @@ static void test_merge_weights_consolidates_a_sharded_checkpoint(void **state) {
     snprintf(out, sizeof out, "%s/w2", f->dir);
     snprintf(ck, sizeof ck, "%s/ck", f->dir);
     run(f, 0,
-        "launch --num_processes 2 --use_fsdp --fsdp_sharding_strategy FULL_SHARD '%s' "
+        "launch --num_processes 2 --use_fsdp --fsdp_sharding_strategy FULL_SHARD %s "
         "train " TRAIN_FLAGS " --steps 2 --out %s --checkpointing_steps 2 --output_dir %s "
         "--state_dict_type SHARDED_STATE_DICT",
-        getenv("SHARDLAB_BIN") ? getenv("SHARDLAB_BIN") : SL_BINARY_DIR "/shardlab", out, ck);
+        sl_ts_shardlab_bin(), out, ck);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoints/checkpoint_2", ck);
     snprintf(merged, sizeof merged, "%s/merged", f->dir);
     run(f, 0, "merge-weights %s %s --max_shard_size 40KB", ckpt, merged);

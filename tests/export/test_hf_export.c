@@ -98,13 +98,13 @@ static void test_single_file_export_reads_back_exactly(void **state) {
     sl_model_desc *desc = xh_model();
     float **a = xh_random_params(desc, SEED);
     char dir[256], out[300], path[400];
-    xh_tmpdir("single", dir, sizeof dir);
+    sl_ts_mkdtemp("export-single", dir, sizeof dir);
     join(out, sizeof out, dir, "model");
     save(desc, a, 0, SL_DTYPE_F32, out);
     join(path, sizeof path, out, "model.safetensors");
     assert_int_equal(check_file_tensors(desc, path, SL_DTYPE_F32, 0), desc->n_params);
     join(path, sizeof path, out, SL_HF_INDEX_NAME);
-    assert_false(xh_exists(path));
+    assert_false(sl_ts_exists(path));
     /* the GPT-2 Conv1D weights keep (in, out): c_attn is (C, 3C), mlp.c_proj (4C, C) */
     const int c_attn = sl_model_find_param(desc, "transformer.h.0.attn.c_attn.weight");
     assert_int_equal(desc->params[c_attn].shape[0], 32);
@@ -117,7 +117,7 @@ static void test_single_file_export_reads_back_exactly(void **state) {
     sl_param_arrays_free(desc, b);
     sl_param_arrays_free(desc, a);
     sl_model_desc_destroy(desc);
-    xh_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 /* huggingface_hub's cutting rule, restated: in parameter order, close the shard when the next
@@ -145,7 +145,7 @@ static void check_sharded(sl_dtype dt, int64_t max) {
     sl_model_desc *desc = xh_model();
     float **a = xh_random_params(desc, SEED + 1);
     char dir[256], out[300], path[400];
-    xh_tmpdir("sharded", dir, sizeof dir);
+    sl_ts_mkdtemp("export-sharded", dir, sizeof dir);
     join(out, sizeof out, dir, "model");
     save(desc, a, max, dt, out);
     int count[64];
@@ -153,7 +153,7 @@ static void check_sharded(sl_dtype dt, int64_t max) {
     const int n = expected_shards(desc, elem, max, count);
     assert_true(n > 2);
     join(path, sizeof path, out, "model.safetensors");
-    assert_false(xh_exists(path));
+    assert_false(sl_ts_exists(path));
     int from = 0;
     for (int s = 0; s < n; s++) {
         char name[64], want[64];
@@ -197,7 +197,7 @@ static void check_sharded(sl_dtype dt, int64_t max) {
     sl_param_arrays_free(desc, b);
     sl_param_arrays_free(desc, a);
     sl_model_desc_destroy(desc);
-    xh_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 static void test_sharded_export_has_index_naming_every_tensor_f32(void **state) {
@@ -226,7 +226,7 @@ static void test_bf16_export_rounds_ties_to_even(void **state) {
     for (size_t i = 0; i < sizeof patterns / sizeof patterns[0]; i++)
         memcpy(&a[p][i], &patterns[i], 4);
     char dir[256];
-    xh_tmpdir("rne", dir, sizeof dir);
+    sl_ts_mkdtemp("export-rne", dir, sizeof dir);
     char out[300];
     join(out, sizeof out, dir, "m");
     save(desc, a, 0, SL_DTYPE_BF16, out);
@@ -242,7 +242,7 @@ static void test_bf16_export_rounds_ties_to_even(void **state) {
     sl_param_arrays_free(desc, b);
     sl_param_arrays_free(desc, a);
     sl_model_desc_destroy(desc);
-    xh_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 static void test_config_json_is_gpt2lmheadmodel_config(void **state) {
@@ -250,7 +250,7 @@ static void test_config_json_is_gpt2lmheadmodel_config(void **state) {
     sl_model_desc *desc = xh_model();
     float **a = xh_random_params(desc, SEED);
     char dir[256], out[300], path[400];
-    xh_tmpdir("config", dir, sizeof dir);
+    sl_ts_mkdtemp("export-config", dir, sizeof dir);
     join(out, sizeof out, dir, "m");
     save(desc, a, 0, SL_DTYPE_BF16, out);
     join(path, sizeof path, out, "config.json");
@@ -282,7 +282,7 @@ static void test_config_json_is_gpt2lmheadmodel_config(void **state) {
     assert_int_equal(sl_hf_config_check(path, desc), SL_OK);
     sl_param_arrays_free(desc, a);
     sl_model_desc_destroy(desc);
-    xh_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 /* The shard a tensor is mapped to by the index of the export `out`. */
@@ -307,7 +307,7 @@ static void test_tensor_over_the_limit_gets_its_own_shard_first(void **state) {
     sl_model_desc *desc = xh_model();
     float **a = xh_random_params(desc, SEED + 4);
     char dir[256], out[300], file[64];
-    xh_tmpdir("oversized", dir, sizeof dir);
+    sl_ts_mkdtemp("export-oversized", dir, sizeof dir);
     join(out, sizeof out, dir, "m");
     save(desc, a, 10000, SL_DTYPE_F32, out);
     const struct {
@@ -335,7 +335,7 @@ static void test_tensor_over_the_limit_gets_its_own_shard_first(void **state) {
     sl_param_arrays_free(desc, b);
     sl_param_arrays_free(desc, a);
     sl_model_desc_destroy(desc);
-    xh_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 static void test_export_replaces_a_previous_export_without_stale_shards(void **state) {
@@ -343,24 +343,24 @@ static void test_export_replaces_a_previous_export_without_stale_shards(void **s
     sl_model_desc *desc = xh_model();
     float **a = xh_random_params(desc, SEED + 3);
     char dir[256], out[300], path[400], file[64];
-    xh_tmpdir("replace", dir, sizeof dir);
+    sl_ts_mkdtemp("export-replace", dir, sizeof dir);
     join(out, sizeof out, dir, "m");
     save(desc, a, 16384, SL_DTYPE_F32, out);
     mapped_file(out, "transformer.h.1.mlp.c_fc.bias", file, sizeof file);
     join(path, sizeof path, out, file);
-    assert_true(xh_exists(path));
+    assert_true(sl_ts_exists(path));
     save(desc, a, 0, SL_DTYPE_F32, out); /* one file now */
-    assert_false(xh_exists(path));
+    assert_false(sl_ts_exists(path));
     join(path, sizeof path, out, SL_HF_INDEX_NAME);
-    assert_false(xh_exists(path));
+    assert_false(sl_ts_exists(path));
     join(path, sizeof path, out, "model.safetensors");
-    assert_true(xh_exists(path));
+    assert_true(sl_ts_exists(path));
     float **b = xh_read_export(desc, out);
     xh_assert_params_equal(desc, b, a, "replaced export");
     sl_param_arrays_free(desc, b);
     sl_param_arrays_free(desc, a);
     sl_model_desc_destroy(desc);
-    xh_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 static void test_export_refuses_a_directory_with_other_files(void **state) {
@@ -368,7 +368,7 @@ static void test_export_refuses_a_directory_with_other_files(void **state) {
     sl_model_desc *desc = xh_model();
     float **a = xh_random_params(desc, SEED);
     char dir[256], path[400];
-    xh_tmpdir("foreign", dir, sizeof dir);
+    sl_ts_mkdtemp("export-foreign", dir, sizeof dir);
     join(path, sizeof path, dir, "notes.txt");
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -379,10 +379,10 @@ static void test_export_refuses_a_directory_with_other_files(void **state) {
     assert_non_null(strstr(sl_error_message(), "notes.txt"));
     assert_string_equal(xh_slurp(path), "keep me\n");
     join(path, sizeof path, dir, "model.safetensors");
-    assert_false(xh_exists(path));
+    assert_false(sl_ts_exists(path));
     sl_param_arrays_free(desc, a);
     sl_model_desc_destroy(desc);
-    xh_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 int main(void) {

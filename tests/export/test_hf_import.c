@@ -36,7 +36,7 @@ static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     f->desc = xh_model();
     f->a = xh_random_params(f->desc, SEED);
-    xh_tmpdir("import", f->dir, sizeof f->dir);
+    sl_ts_mkdtemp("export-import", f->dir, sizeof f->dir);
     path_of(f->sharded, sizeof f->sharded, f->dir, "sharded");
     path_of(f->single, sizeof f->single, f->dir, "single");
     sl_hf_save_options o = sl_hf_save_options_default();
@@ -53,7 +53,7 @@ static int teardown(void **state) {
     fixture *f = *state;
     sl_param_arrays_free(f->desc, f->a);
     sl_model_desc_destroy(f->desc);
-    xh_rmtree(f->dir);
+    sl_ts_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "shardlab/comm.h"
-#include "tests/launch/launch_harness.h"
+#include "tests/support/support.h"
 
 #define SL_OUT_CAP (256 * 1024)
 static char sl_out[SL_OUT_CAP];
@@ -54,9 +54,9 @@ static int sl_worker_fail_alone(int failing, int code, bool first_only) {
 static int sl_launch_failing(const char *w, const char *rank, const char *code,
                              const char *restarts, const char *first_only) {
     char *env[] = {"SHARDLAB_COMM_TIMEOUT=" SL_WATCHDOG_S, NULL};
-    return sl_lt_launch(env, SL_LIMIT_S,
+    return sl_ts_launch(env, SL_LIMIT_S,
                         (char *[]){"--num_processes", (char *)w, "--max_restarts", (char *)restarts,
-                                   sl_lt_self(), "--worker", "fail_alone", (char *)rank,
+                                   sl_ts_self(), "--worker", "fail_alone", (char *)rank,
                                    (char *)code, (char *)first_only, NULL},
                         sl_out, sizeof sl_out);
 }
@@ -65,23 +65,23 @@ static void test_rank_failing_alone_ends_job_before_watchdog_w2(void **state) {
     (void)state;
     const int st = sl_launch_failing("2", "0", "3", "0", "0");
     if (st != 3) fail_msg("exit status %d, expected 3; output:\n%s", st, sl_out);
-    sl_lt_expect(sl_out, "rank 0 (pid ");
-    sl_lt_expect(sl_out, "exited with status 3");
+    sl_ts_expect(sl_out, "rank 0 (pid ");
+    sl_ts_expect(sl_out, "exited with status 3");
 }
 
 static void test_middle_rank_failing_alone_ends_job_before_watchdog_w3(void **state) {
     (void)state;
     const int st = sl_launch_failing("3", "1", "4", "0", "0");
     if (st != 4) fail_msg("exit status %d, expected 4; output:\n%s", st, sl_out);
-    sl_lt_expect(sl_out, "rank 1 (pid ");
-    sl_lt_expect(sl_out, "exited with status 4");
+    sl_ts_expect(sl_out, "rank 1 (pid ");
+    sl_ts_expect(sl_out, "exited with status 4");
 }
 
 static void test_rank_failing_alone_is_restarted_and_job_succeeds_w2(void **state) {
     (void)state;
     const int st = sl_launch_failing("2", "1", "5", "1", "1");
     if (st != 0) fail_msg("exit status %d, expected 0 after a restart; output:\n%s", st, sl_out);
-    sl_lt_expect(sl_out, "exited with status 5; restart 1 of 1 (SHARDLAB_RESTART_COUNT=1)");
+    sl_ts_expect(sl_out, "exited with status 5; restart 1 of 1 (SHARDLAB_RESTART_COUNT=1)");
 }
 
 /* One rank: nothing to end, the caller goes on to exit by itself. */
@@ -89,21 +89,21 @@ static void test_rank_failing_alone_is_restarted_and_job_succeeds_w2(void **stat
 static void test_train_rank0_unable_to_write_out_ends_job_before_watchdog_w2(void **state) {
     (void)state;
     char dir[4096], out[4200];
-    sl_lt_mkdtemp(dir, sizeof dir);
+    sl_ts_mkdtemp("launch-test", dir, sizeof dir);
     /* --out under a regular file: only rank 0 creates it, so only rank 0 fails */
-    const char *file = sl_lt_write(dir, "not_a_directory", "", false);
+    const char *file = sl_ts_write(sl_ts_join(dir, "not_a_directory"), "", false);
     snprintf(out, sizeof out, "%s/out", file);
     char *env[] = {"SHARDLAB_COMM_TIMEOUT=" SL_WATCHDOG_S, NULL};
-    const int st = sl_lt_launch(env, SL_LIMIT_S,
-                                (char *[]){"--num_processes", "2", sl_lt_shardlab_bin(), "train",
-                                           "--model", "gpt-tiny", "--steps", "2", "--out", out,
-                                           NULL},
-                                sl_out, sizeof sl_out);
-    sl_lt_rmtree(dir);
+    const int st =
+        sl_ts_launch(env, SL_LIMIT_S,
+                     (char *[]){"--num_processes", "2", sl_ts_shardlab_bin(), "train", "--model",
+                                "gpt-tiny", "--steps", "2", "--out", out, NULL},
+                     sl_out, sizeof sl_out);
+    sl_ts_rmtree(dir);
     if (st != 1) fail_msg("exit status %d, expected 1; output:\n%s", st, sl_out);
-    sl_lt_expect(sl_out, "cannot create the directory");
-    sl_lt_expect(sl_out, "rank 0 (pid ");
-    sl_lt_expect(sl_out, "exited with status 1");
+    sl_ts_expect(sl_out, "cannot create the directory");
+    sl_ts_expect(sl_out, "rank 0 (pid ");
+    sl_ts_expect(sl_out, "exited with status 1");
 }
 
 static void test_abort_returns_on_a_single_rank(void **state) {

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "tests/launch/launch_harness.h"
+#include "tests/support/support.h"
 
 #define SL_OUT_CAP (256 * 1024)
 static char sl_out[SL_OUT_CAP];
@@ -25,7 +25,7 @@ typedef struct sl_fixture {
 
 static int sl_setup(void **state) {
     static sl_fixture fx;
-    sl_lt_mkdtemp(fx.dir, sizeof fx.dir);
+    sl_ts_mkdtemp("launch-test", fx.dir, sizeof fx.dir);
     snprintf(fx.log, sizeof fx.log, "%s/log", fx.dir);
     *state = &fx;
     return 0;
@@ -33,7 +33,7 @@ static int sl_setup(void **state) {
 
 static int sl_teardown(void **state) {
     sl_fixture *fx = *state;
-    sl_lt_rmtree(fx->dir);
+    sl_ts_rmtree(fx->dir);
     return 0;
 }
 
@@ -49,18 +49,18 @@ static const char *sl_script(const sl_fixture *fx, const char *body) {
              "failures ${SHARDLAB_LAUNCH_FAILURES:-unset}\" >> \"$d/log\"\n"
              "%s\n",
              fx->dir, body);
-    return sl_lt_write(fx->dir, "rank.sh", text, true);
+    return sl_ts_write(sl_ts_join(fx->dir, "rank.sh"), text, true);
 }
 
 static int sl_run(char *const *args) {
-    return sl_lt_launch(NULL, 120.0, args, sl_out, sizeof sl_out);
+    return sl_ts_launch(NULL, 120.0, args, sl_out, sizeof sl_out);
 }
 
 static void sl_expect_starts(const sl_fixture *fx, const char *needle, int n) {
-    const int got = sl_lt_count_lines(fx->log, needle);
+    const int got = sl_ts_count_lines(fx->log, needle);
     if (got != n) {
         char log[8192];
-        sl_lt_read(fx->log, log, sizeof log);
+        sl_ts_read_into(fx->log, log, sizeof log);
         fail_msg("%d ranks logged \"%s\", expected %d; log:\n%s\noutput:\n%s", got, needle, n, log,
                  sl_out);
     }
@@ -75,8 +75,8 @@ static void test_failed_job_restarts_with_restart_count_and_then_succeeds(void *
     const int st =
         sl_run((char *[]){"--num_processes", "2", "--max_restarts", "2", (char *)prog, NULL});
     if (st != 0) fail_msg("exit status %d, expected 0 after one restart; output:\n%s", st, sl_out);
-    sl_lt_expect(sl_out, "rank 1 (pid ");
-    sl_lt_expect(sl_out, "exited with status 7; restart 1 of 2 (SHARDLAB_RESTART_COUNT=1)");
+    sl_ts_expect(sl_out, "rank 1 (pid ");
+    sl_ts_expect(sl_out, "exited with status 7; restart 1 of 2 (SHARDLAB_RESTART_COUNT=1)");
     sl_expect_starts(fx, "count 0 max 2", 2);
     sl_expect_starts(fx, "count 1 max 2", 2);
     sl_expect_starts(fx, "count 2", 0);
@@ -94,9 +94,9 @@ static void test_killed_rank_restarts_up_to_max_then_returns_last_status(void **
                  "output:\n%s",
                  st, 128 + SIGKILL, sl_out);
     }
-    sl_lt_expect(sl_out, "was killed by signal 9 (SIGKILL); restart 1 of 2");
-    sl_lt_expect(sl_out, "was killed by signal 9 (SIGKILL); restart 2 of 2");
-    sl_lt_expect(sl_out, "was killed by signal 9 (SIGKILL); no restarts left (--max_restarts 2)");
+    sl_ts_expect(sl_out, "was killed by signal 9 (SIGKILL); restart 1 of 2");
+    sl_ts_expect(sl_out, "was killed by signal 9 (SIGKILL); restart 2 of 2");
+    sl_ts_expect(sl_out, "was killed by signal 9 (SIGKILL); no restarts left (--max_restarts 2)");
     for (int c = 0; c <= 2; c++) {
         char needle[64];
         snprintf(needle, sizeof needle, "rank 0 count %d max 2", c);
@@ -110,7 +110,7 @@ static void test_without_max_restarts_a_failed_job_is_not_restarted(void **state
     const char *prog = sl_script(fx, "if [ \"$r\" = 0 ]; then exit 5; fi\nsleep 30");
     const int st = sl_run((char *[]){"--num_processes", "2", (char *)prog, NULL});
     if (st != 5) fail_msg("exit status %d, expected 5; output:\n%s", st, sl_out);
-    sl_lt_expect(sl_out, "rank 0 (pid ");
+    sl_ts_expect(sl_out, "rank 0 (pid ");
     if (strstr(sl_out, "restart")) fail_msg("a restart without --max_restarts:\n%s", sl_out);
     sl_expect_starts(fx, "rank 0 count 0 max 0", 1);
     sl_expect_starts(fx, "rank 0", 1);
@@ -120,18 +120,19 @@ static void test_without_max_restarts_a_failed_job_is_not_restarted(void **state
 static void test_sigterm_to_launcher_stops_the_job_without_restarting(void **state) {
     sl_fixture *fx = *state;
     const char *prog = sl_script(fx, "echo \"rank $r ready\"\nsleep 60");
-    sl_lt_proc p;
-    sl_lt_start(&p, NULL, 120.0,
-                (char *[]){"--num_processes", "2", "--max_restarts", "3", (char *)prog, NULL});
-    const bool ready = sl_lt_await_output(&p, "rank 0 ready", 60.0) &&
-                       sl_lt_await_output(&p, "rank 1 ready", 60.0);
+    sl_ts_proc p;
+    sl_ts_launch_start(
+        &p, NULL, 120.0,
+        (char *[]){"--num_processes", "2", "--max_restarts", "3", (char *)prog, NULL});
+    const bool ready = sl_ts_await_output(&p, "rank 0 ready", 60.0) &&
+                       sl_ts_await_output(&p, "rank 1 ready", 60.0);
     kill(p.pid, SIGTERM);
-    const int st = sl_lt_finish(&p, sl_out, sizeof sl_out);
+    const int st = sl_ts_finish(&p, sl_out, sizeof sl_out, NULL);
     if (!ready) fail_msg("the ranks never started; output:\n%s", sl_out);
     if (st != 128 + SIGTERM) {
         fail_msg("exit status %d, expected %d; output:\n%s", st, 128 + SIGTERM, sl_out);
     }
-    sl_lt_expect(sl_out, "stopped by signal 15");
+    sl_ts_expect(sl_out, "stopped by signal 15");
     if (strstr(sl_out, "restart 1")) fail_msg("restarted after a stop request:\n%s", sl_out);
     sl_expect_starts(fx, "count 1", 0);
 }
@@ -140,13 +141,13 @@ static void test_sigterm_to_launcher_stops_the_job_without_restarting(void **sta
 static int sl_child_of(int pid) {
     char path[64], text[256];
     snprintf(path, sizeof path, "/proc/%d/task/%d/children", pid, pid);
-    sl_lt_read(path, text, sizeof text);
+    sl_ts_read_into(path, text, sizeof text);
     return atoi(text);
 }
 
 static bool sl_process_gone(const char *pid_file) {
     char text[64];
-    sl_lt_read(pid_file, text, sizeof text);
+    sl_ts_read_into(pid_file, text, sizeof text);
     const int pid = atoi(text);
     if (pid <= 0) fail_msg("no pid in %s", pid_file);
     return kill(pid, 0) != 0 && errno == ESRCH;
@@ -161,18 +162,19 @@ static void test_killed_mpirun_leaves_no_rank_behind_and_job_restarts(void **sta
                                      "  sleep 60 & echo $! > \"$d/helper.$r\"\n"
                                      "  echo \"rank $r ready\"; wait\n"
                                      "fi");
-    sl_lt_proc p;
-    sl_lt_start(&p, NULL, 120.0,
-                (char *[]){"--num_processes", "2", "--max_restarts", "1", (char *)prog, NULL});
-    const bool ready = sl_lt_await_output(&p, "rank 0 ready", 60.0) &&
-                       sl_lt_await_output(&p, "rank 1 ready", 60.0);
+    sl_ts_proc p;
+    sl_ts_launch_start(
+        &p, NULL, 120.0,
+        (char *[]){"--num_processes", "2", "--max_restarts", "1", (char *)prog, NULL});
+    const bool ready = sl_ts_await_output(&p, "rank 0 ready", 60.0) &&
+                       sl_ts_await_output(&p, "rank 1 ready", 60.0);
     const int mpirun = sl_child_of(p.pid);
     if (ready && mpirun > 0) kill(mpirun, SIGKILL);
-    const int st = sl_lt_finish(&p, sl_out, sizeof sl_out);
+    const int st = sl_ts_finish(&p, sl_out, sizeof sl_out, NULL);
     if (!ready || mpirun <= 0) fail_msg("the ranks or mpirun never started; output:\n%s", sl_out);
     if (st != 0) fail_msg("exit status %d, expected 0 after a restart; output:\n%s", st, sl_out);
-    sl_lt_expect(sl_out, "was killed by signal 9 (SIGKILL); ending the ranks it leaves behind");
-    sl_lt_expect(sl_out, "restart 1 of 1");
+    sl_ts_expect(sl_out, "was killed by signal 9 (SIGKILL); ending the ranks it leaves behind");
+    sl_ts_expect(sl_out, "restart 1 of 1");
     sl_expect_starts(fx, "count 1", 2);
     for (int r = 0; r < 2; r++) {
         const char *names[] = {"rank", "helper"};
@@ -189,9 +191,9 @@ static void test_killed_mpirun_leaves_no_rank_behind_and_job_restarts(void **sta
 static void sl_expect_bad_value(char *const *args, const char *named) {
     const int st = sl_run(args);
     if (st != 2) fail_msg("exit status %d, expected 2; output:\n%s", st, sl_out);
-    sl_lt_expect(sl_out, "--max_restarts");
-    sl_lt_expect(sl_out, named);
-    sl_lt_expect(sl_out, "0 to 1000");
+    sl_ts_expect(sl_out, "--max_restarts");
+    sl_ts_expect(sl_out, named);
+    sl_ts_expect(sl_out, "0 to 1000");
 }
 
 static void test_max_restarts_rejects_bad_values_naming_flag_and_value(void **state) {
@@ -207,27 +209,34 @@ static void test_dry_run_shows_restart_variables(void **state) {
     const int st = sl_run(
         (char *[]){"--num_processes", "2", "--max_restarts", "3", "--dry_run", "/bin/true", NULL});
     if (st != 0) fail_msg("exit status %d; output:\n%s", st, sl_out);
-    sl_lt_expect(sl_out, "SHARDLAB_RESTART_COUNT=0 ");
-    sl_lt_expect(sl_out, "SHARDLAB_MAX_RESTARTS=3 ");
-    sl_lt_expect(sl_out, "-x SHARDLAB_RESTART_COUNT ");
-    sl_lt_expect(sl_out, "up to 3 times with SHARDLAB_RESTART_COUNT=1..3");
+    sl_ts_expect(sl_out, "SHARDLAB_RESTART_COUNT=0 ");
+    sl_ts_expect(sl_out, "SHARDLAB_MAX_RESTARTS=3 ");
+    sl_ts_expect(sl_out, "-x SHARDLAB_RESTART_COUNT ");
+    sl_ts_expect(sl_out, "up to 3 times with SHARDLAB_RESTART_COUNT=1..3");
 }
 
-/* libgomp's spinning barriers starve a descheduled partner thread: launch sets a passive wait
- * policy for the ranks, unless the user chose one (which reaches every rank as it is). */
-static void test_dry_run_sets_passive_omp_wait_policy_unless_user_set(void **state) {
+/* libgomp's long barrier spin starves a descheduled partner thread: launch shortens it for the
+ * ranks, unless the user chose a spin or a wait policy (which reach every rank as they are). */
+static void test_dry_run_shortens_the_openmp_spin_unless_user_set(void **state) {
     (void)state;
     unsetenv("OMP_WAIT_POLICY");
+    unsetenv("GOMP_SPINCOUNT");
     int st = sl_run((char *[]){"--num_processes", "2", "--dry_run", "/bin/true", NULL});
     if (st != 0) fail_msg("exit status %d; output:\n%s", st, sl_out);
-    sl_lt_expect(sl_out, "OMP_WAIT_POLICY=passive ");
-    sl_lt_expect(sl_out, "-x OMP_WAIT_POLICY ");
-    setenv("OMP_WAIT_POLICY", "active", 1);
-    st = sl_run((char *[]){"--num_processes", "2", "--dry_run", "/bin/true", NULL});
-    unsetenv("OMP_WAIT_POLICY");
-    if (st != 0) fail_msg("exit status %d; output:\n%s", st, sl_out);
-    if (strstr(sl_out, "OMP_WAIT_POLICY=passive")) fail_msg("user's policy replaced:\n%s", sl_out);
-    sl_lt_expect(sl_out, "-x OMP_WAIT_POLICY ");
+    sl_ts_expect(sl_out, "GOMP_SPINCOUNT=10000 ");
+    sl_ts_expect(sl_out, "-x GOMP_SPINCOUNT ");
+    const char *user[] = {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"};
+    for (int i = 0; i < 2; i++) {
+        setenv(user[i], i == 0 ? "active" : "5", 1);
+        st = sl_run((char *[]){"--num_processes", "2", "--dry_run", "/bin/true", NULL});
+        unsetenv(user[i]);
+        if (st != 0) fail_msg("exit status %d; output:\n%s", st, sl_out);
+        if (strstr(sl_out, "GOMP_SPINCOUNT=10000"))
+            fail_msg("the user's %s was overridden:\n%s", user[i], sl_out);
+        char x[64];
+        snprintf(x, sizeof x, "-x %s ", user[i]);
+        sl_ts_expect(sl_out, x);
+    }
 }
 
 int main(void) {
@@ -244,7 +253,7 @@ int main(void) {
                                         sl_setup, sl_teardown),
         cmocka_unit_test(test_max_restarts_rejects_bad_values_naming_flag_and_value),
         cmocka_unit_test(test_dry_run_shows_restart_variables),
-        cmocka_unit_test(test_dry_run_sets_passive_omp_wait_policy_unless_user_set),
+        cmocka_unit_test(test_dry_run_shortens_the_openmp_spin_unless_user_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

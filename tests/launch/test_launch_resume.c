@@ -24,7 +24,7 @@
 #include <cmocka.h>
 
 #include "shardlab/rng.h"
-#include "tests/launch/launch_harness.h"
+#include "tests/support/support.h"
 
 #define SL_STEPS 24
 #define SL_CKPT_EVERY 3
@@ -56,15 +56,15 @@ static const char *sl_rank_script(const char *dir, const char *fault) {
              "--gradient_accumulation_steps 2 --lr_scheduler warmup_cosine --warmup_steps 4 "
              "--out \"$d/out\" --output_dir \"$d\" --checkpointing_steps %d "
              "--state_dict_type SHARDED_STATE_DICT --resume_from_checkpoint latest --quiet\n",
-             dir, fault, fault, sl_lt_shardlab_bin(), SL_STEPS, SL_CKPT_EVERY);
-    return sl_lt_write(dir, "rank.sh", text, true);
+             dir, fault, fault, sl_ts_shardlab_bin(), SL_STEPS, SL_CKPT_EVERY);
+    return sl_ts_write(sl_ts_join(dir, "rank.sh"), text, true);
 }
 
-static void sl_start_train(sl_lt_proc *p, const char *prog) {
-    sl_lt_start(p, NULL, 240.0,
-                (char *[]){"--num_processes", "2", "--max_restarts", "2", "--deterministic",
-                           "--use_fsdp", "--fsdp_sharding_strategy", "FULL_SHARD",
-                           "--mixed_precision", "bf16", (char *)prog, NULL});
+static void sl_start_train(sl_ts_proc *p, const char *prog) {
+    sl_ts_launch_start(p, NULL, 240.0,
+                       (char *[]){"--num_processes", "2", "--max_restarts", "2", "--deterministic",
+                                  "--use_fsdp", "--fsdp_sharding_strategy", "FULL_SHARD",
+                                  "--mixed_precision", "bf16", (char *)prog, NULL});
 }
 
 static int sl_group_setup(void **state) {
@@ -73,10 +73,10 @@ static int sl_group_setup(void **state) {
     fx.seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
     printf("seed %llu (rerun with SHARDLAB_TEST_SEED=%llu)\n", (unsigned long long)fx.seed,
            (unsigned long long)fx.seed);
-    sl_lt_mkdtemp(fx.base, sizeof fx.base);
-    sl_lt_proc p;
+    sl_ts_mkdtemp("launch-test", fx.base, sizeof fx.base);
+    sl_ts_proc p;
     sl_start_train(&p, sl_rank_script(fx.base, ""));
-    const int st = sl_lt_finish(&p, sl_out, sizeof sl_out);
+    const int st = sl_ts_finish(&p, sl_out, sizeof sl_out, NULL);
     if (st != 0) {
         fprintf(stderr, "the uninterrupted run failed with status %d:\n%s\n", st, sl_out);
         return -1;
@@ -87,7 +87,7 @@ static int sl_group_setup(void **state) {
 
 static int sl_group_teardown(void **state) {
     sl_resume_fixture *fx = *state;
-    if (fx) sl_lt_rmtree(fx->base);
+    if (fx) sl_ts_rmtree(fx->base);
     return 0;
 }
 
@@ -176,7 +176,7 @@ static void sl_expect_same_final(const sl_resume_fixture *fx, const char *dir) {
 static int sl_resumed_at(const sl_resume_fixture *fx) {
     const char *r = strstr(sl_out, "resuming from ");
     if (!r) {
-        sl_lt_expect(sl_out, "starting from scratch");
+        sl_ts_expect(sl_out, "starting from scratch");
         return 0;
     }
     const char *at = strstr(r, " at step ");
@@ -192,7 +192,7 @@ static void sl_expect_resumed(const sl_resume_fixture *fx, const char *dir, int 
         fail_msg("%s: exit status %d, expected 0 after a restart (seed %llu); output:\n%s", how, st,
                  (unsigned long long)fx->seed, sl_out);
     }
-    sl_lt_expect(sl_out, "was killed by signal 9 (SIGKILL); restart 1 of 2");
+    sl_ts_expect(sl_out, "was killed by signal 9 (SIGKILL); restart 1 of 2");
     const int at = sl_resumed_at(fx);
     if (at < at_least || at > at_most || at % SL_CKPT_EVERY != 0) {
         fail_msg("%s: the restart resumed at step %d, expected a checkpoint step in [%d, %d] "
@@ -204,14 +204,14 @@ static void sl_expect_resumed(const sl_resume_fixture *fx, const char *dir, int 
 }
 
 /* Polls `metrics` until it holds step `step`. */
-static bool sl_await_step(const sl_lt_proc *p, const char *metrics, int step, double timeout_s) {
+static bool sl_await_step(const sl_ts_proc *p, const char *metrics, int step, double timeout_s) {
     char needle[32], buf[64 * 1024];
     snprintf(needle, sizeof needle, "{\"step\":%d,", step);
-    const double deadline = sl_lt_now() + timeout_s;
-    while (sl_lt_now() < deadline) {
-        sl_lt_read(metrics, buf, sizeof buf);
+    const double deadline = sl_ts_now() + timeout_s;
+    while (sl_ts_now() < deadline) {
+        sl_ts_read_into(metrics, buf, sizeof buf);
         if (strstr(buf, needle)) return true;
-        if (sl_lt_await_output(p, "shardlab: error", 0.05)) return false;
+        if (sl_ts_await_output(p, "shardlab: error", 0.05)) return false;
     }
     return false;
 }
@@ -225,16 +225,16 @@ static void test_rank_sigkilled_at_random_step_resumes_bit_identical_w2(void **s
     printf("seed %llu: SIGKILL to rank %d after step %d\n", (unsigned long long)fx->seed, rank,
            step);
     char dir[4096], metrics[4200], pid_path[4200], pid_text[64];
-    sl_lt_mkdtemp(dir, sizeof dir);
+    sl_ts_mkdtemp("launch-test", dir, sizeof dir);
     snprintf(metrics, sizeof metrics, "%s/out/metrics.jsonl", dir);
     snprintf(pid_path, sizeof pid_path, "%s/pid.%d.0", dir, rank);
-    sl_lt_proc p;
+    sl_ts_proc p;
     sl_start_train(&p, sl_rank_script(dir, ""));
     const bool reached = sl_await_step(&p, metrics, step, 120.0);
-    sl_lt_read(pid_path, pid_text, sizeof pid_text);
+    sl_ts_read_into(pid_path, pid_text, sizeof pid_text);
     const int pid = atoi(pid_text);
     if (reached && pid > 0) kill(pid, SIGKILL);
-    const int st = sl_lt_finish(&p, sl_out, sizeof sl_out);
+    const int st = sl_ts_finish(&p, sl_out, sizeof sl_out, NULL);
     if (!reached || pid <= 0) {
         fail_msg("the first start never reached step %d or wrote %s (seed %llu); output:\n%s", step,
                  pid_path, (unsigned long long)fx->seed, sl_out);
@@ -242,7 +242,7 @@ static void test_rank_sigkilled_at_random_step_resumes_bit_identical_w2(void **s
     /* the kill lands at step `step` or a little later: the checkpoint before it, or a later one */
     sl_expect_resumed(fx, dir, st, "SIGKILL at a random step",
                       SL_CKPT_EVERY * ((step - 1) / SL_CKPT_EVERY), SL_STEPS - 1);
-    sl_lt_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 static void test_rank_killed_inside_a_save_resumes_bit_identical_w2(void **state) {
@@ -260,14 +260,14 @@ static void test_rank_killed_inside_a_save_resumes_bit_identical_w2(void **state
     printf("seed %llu: SHARDLAB_CKPT_FAULT=%s on the first start\n", (unsigned long long)fx->seed,
            fault);
     char dir[4096];
-    sl_lt_mkdtemp(dir, sizeof dir);
-    sl_lt_proc p;
+    sl_ts_mkdtemp("launch-test", dir, sizeof dir);
+    sl_ts_proc p;
     sl_start_train(&p, sl_rank_script(dir, fault));
-    const int st = sl_lt_finish(&p, sl_out, sizeof sl_out);
-    sl_lt_expect(sl_out, "SHARDLAB_CKPT_FAULT: killing rank");
+    const int st = sl_ts_finish(&p, sl_out, sizeof sl_out, NULL);
+    sl_ts_expect(sl_out, "SHARDLAB_CKPT_FAULT: killing rank");
     /* the killed save never becomes `latest`: the one before it does (none for step 3) */
     sl_expect_resumed(fx, dir, st, fault, save_step - SL_CKPT_EVERY, save_step - SL_CKPT_EVERY);
-    sl_lt_rmtree(dir);
+    sl_ts_rmtree(dir);
 }
 
 int main(void) {
