@@ -109,6 +109,11 @@ void sl_json_writer_double(sl_json_writer *w, double v);
 void sl_json_writer_f32(sl_json_writer *w, float v);
 void sl_json_writer_bool(sl_json_writer *w, bool v);
 void sl_json_writer_null(sl_json_writer *w);
+/* A key and its value, for the members of an object. */
+void sl_json_writer_kv_string(sl_json_writer *w, const char *key, const char *v);
+void sl_json_writer_kv_int64(sl_json_writer *w, const char *key, int64_t v);
+void sl_json_writer_kv_double(sl_json_writer *w, const char *key, double v);
+void sl_json_writer_kv_bool(sl_json_writer *w, const char *key, bool v);
 /* For a value that other code writes straight to the FILE (for example a function that takes a
  * FILE* and an indent): writes the separator and indentation due before a value, counts the value
  * as written, and returns the level to pass to that code's sl_json_writer_init_at. */

@@ -243,3 +243,23 @@ sl_status sl_json_writer_finish(sl_json_writer *w) {
     if (ferror(w->f)) return sl_error_set(SL_ERR_IO, "JSON writer: the output stream failed");
     return SL_OK;
 }
+
+void sl_json_writer_kv_string(sl_json_writer *w, const char *key, const char *v) {
+    sl_json_writer_key(w, key);
+    sl_json_writer_string(w, v);
+}
+
+void sl_json_writer_kv_int64(sl_json_writer *w, const char *key, int64_t v) {
+    sl_json_writer_key(w, key);
+    sl_json_writer_int64(w, v);
+}
+
+void sl_json_writer_kv_double(sl_json_writer *w, const char *key, double v) {
+    sl_json_writer_key(w, key);
+    sl_json_writer_double(w, v);
+}
+
+void sl_json_writer_kv_bool(sl_json_writer *w, const char *key, bool v) {
+    sl_json_writer_key(w, key);
+    sl_json_writer_bool(w, v);
+}

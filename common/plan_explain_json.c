@@ -7,52 +7,33 @@
 #include "common/plan_internal.h"
 #include "shardlab/log.h"
 
-static void sl_kv_str(sl_json_writer *w, const char *k, const char *v) {
-    sl_json_writer_key(w, k);
-    sl_json_writer_string(w, v);
-}
-
-static void sl_kv_int(sl_json_writer *w, const char *k, int64_t v) {
-    sl_json_writer_key(w, k);
-    sl_json_writer_int64(w, v);
-}
-
-static void sl_kv_bool(sl_json_writer *w, const char *k, bool v) {
-    sl_json_writer_key(w, k);
-    sl_json_writer_bool(w, v);
-}
-
-static void sl_kv_double(sl_json_writer *w, const char *k, double v) {
-    sl_json_writer_key(w, k);
-    sl_json_writer_double(w, v);
-}
-
 static void sl_json_plan(sl_json_writer *w, const sl_plan *plan) {
     sl_json_writer_begin_object(w);
-    sl_kv_str(w, "dialect", sl_dialect_name(plan->dialect));
-    sl_kv_str(w, "strategy", sl_strategy_name(plan->strategy));
-    sl_kv_int(w, "fsdp_version", plan->fsdp_version);
-    sl_kv_int(w, "zero_stage", plan->zero_stage);
-    sl_kv_str(w, "follows", plan->follows);
-    sl_kv_int(w, "world_size", plan->world_size);
-    sl_kv_int(w, "num_machines", plan->num_machines);
-    sl_kv_int(w, "shard_group_size", plan->shard_group_size);
-    sl_kv_int(w, "n_replicas", plan->n_replicas);
-    sl_kv_int(w, "grad_accum_steps", plan->grad_accum_steps);
-    sl_kv_str(w, "accum_mode", sl_accum_mode_name(plan->accum_mode));
-    sl_kv_str(w, "loss_normalization", sl_loss_norm_name(plan->loss_norm));
-    sl_kv_bool(w, "deterministic", plan->deterministic);
-    sl_kv_bool(w, "reshard_after_forward", plan->reshard_after_forward);
-    sl_kv_bool(w, "use_orig_params", plan->use_orig_params);
-    sl_kv_bool(w, "forward_prefetch", plan->forward_prefetch);
-    sl_kv_str(w, "backward_prefetch", sl_backward_prefetch_name(plan->backward_prefetch));
-    sl_kv_bool(w, "limit_all_gathers", plan->limit_all_gathers);
-    sl_kv_bool(w, "offload_params", plan->offload_params);
-    sl_kv_bool(w, "offload_optimizer", plan->offload_optimizer);
-    sl_kv_int(w, "persistence_threshold", plan->persistence_threshold);
-    sl_kv_int(w, "micro_batch_size", plan->micro_batch_size);
-    sl_kv_int(w, "seq_len", plan->seq_len);
-    sl_kv_int(w, "steps", plan->steps);
+    sl_json_writer_kv_string(w, "dialect", sl_dialect_name(plan->dialect));
+    sl_json_writer_kv_string(w, "strategy", sl_strategy_name(plan->strategy));
+    sl_json_writer_kv_int64(w, "fsdp_version", plan->fsdp_version);
+    sl_json_writer_kv_int64(w, "zero_stage", plan->zero_stage);
+    sl_json_writer_kv_string(w, "follows", plan->follows);
+    sl_json_writer_kv_int64(w, "world_size", plan->world_size);
+    sl_json_writer_kv_int64(w, "num_machines", plan->num_machines);
+    sl_json_writer_kv_int64(w, "shard_group_size", plan->shard_group_size);
+    sl_json_writer_kv_int64(w, "n_replicas", plan->n_replicas);
+    sl_json_writer_kv_int64(w, "grad_accum_steps", plan->grad_accum_steps);
+    sl_json_writer_kv_string(w, "accum_mode", sl_accum_mode_name(plan->accum_mode));
+    sl_json_writer_kv_string(w, "loss_normalization", sl_loss_norm_name(plan->loss_norm));
+    sl_json_writer_kv_bool(w, "deterministic", plan->deterministic);
+    sl_json_writer_kv_bool(w, "reshard_after_forward", plan->reshard_after_forward);
+    sl_json_writer_kv_bool(w, "use_orig_params", plan->use_orig_params);
+    sl_json_writer_kv_bool(w, "forward_prefetch", plan->forward_prefetch);
+    sl_json_writer_kv_string(w, "backward_prefetch",
+                             sl_backward_prefetch_name(plan->backward_prefetch));
+    sl_json_writer_kv_bool(w, "limit_all_gathers", plan->limit_all_gathers);
+    sl_json_writer_kv_bool(w, "offload_params", plan->offload_params);
+    sl_json_writer_kv_bool(w, "offload_optimizer", plan->offload_optimizer);
+    sl_json_writer_kv_int64(w, "persistence_threshold", plan->persistence_threshold);
+    sl_json_writer_kv_int64(w, "micro_batch_size", plan->micro_batch_size);
+    sl_json_writer_kv_int64(w, "seq_len", plan->seq_len);
+    sl_json_writer_kv_int64(w, "steps", plan->steps);
     sl_json_writer_key(w, "seed");
     sl_json_writer_uint64(w, plan->seed);
     sl_json_writer_end_object(w);
@@ -60,13 +41,13 @@ static void sl_json_plan(sl_json_writer *w, const sl_plan *plan) {
 
 static void sl_json_model(sl_json_writer *w, const sl_model_desc *model) {
     sl_json_writer_begin_object(w);
-    sl_kv_str(w, "kind", model->kind);
-    sl_kv_int(w, "n_layer", model->gpt2.n_layer);
-    sl_kv_int(w, "n_embd", model->gpt2.n_embd);
-    sl_kv_int(w, "n_head", model->gpt2.n_head);
-    sl_kv_int(w, "block_size", model->gpt2.block_size);
-    sl_kv_int(w, "vocab_size", model->gpt2.vocab_size);
-    sl_kv_int(w, "total_numel", model->total_numel);
+    sl_json_writer_kv_string(w, "kind", model->kind);
+    sl_json_writer_kv_int64(w, "n_layer", model->gpt2.n_layer);
+    sl_json_writer_kv_int64(w, "n_embd", model->gpt2.n_embd);
+    sl_json_writer_kv_int64(w, "n_head", model->gpt2.n_head);
+    sl_json_writer_kv_int64(w, "block_size", model->gpt2.block_size);
+    sl_json_writer_kv_int64(w, "vocab_size", model->gpt2.vocab_size);
+    sl_json_writer_kv_int64(w, "total_numel", model->total_numel);
     sl_json_writer_key(w, "units");
     sl_json_writer_begin_array(w);
     for (int u = 0; u < model->n_units; u++)
@@ -80,8 +61,9 @@ static void sl_json_precision(sl_json_writer *w, const sl_plan *plan) {
     for (int i = 0; i < SL_PREC_FIELD_COUNT; i++) {
         sl_json_writer_key(w, sl_precision_field_name((sl_precision_field)i));
         sl_json_writer_begin_object(w);
-        sl_kv_str(w, "value", sl_precision_field_value(&plan->precision, (sl_precision_field)i));
-        sl_kv_str(w, "why", plan->precision_why[i]);
+        sl_json_writer_kv_string(w, "value",
+                                 sl_precision_field_value(&plan->precision, (sl_precision_field)i));
+        sl_json_writer_kv_string(w, "why", plan->precision_why[i]);
         sl_json_writer_end_object(w);
     }
     sl_json_writer_end_object(w);
@@ -91,27 +73,28 @@ static void sl_json_scaler_optim(sl_json_writer *w, const sl_plan *plan) {
     const sl_loss_scaler_config *s = &plan->scaler;
     sl_json_writer_key(w, "loss_scaler");
     sl_json_writer_begin_object(w);
-    sl_kv_str(w, "kind", sl_precision_field_value(&plan->precision, SL_PREC_LOSS_SCALE));
-    sl_kv_double(w, "init_scale", s->init_scale);
-    sl_kv_double(w, "growth_factor", s->growth_factor);
-    sl_kv_double(w, "backoff_factor", s->backoff_factor);
-    sl_kv_int(w, "growth_interval", s->growth_interval);
-    sl_kv_int(w, "hysteresis", s->hysteresis);
-    sl_kv_bool(w, "consecutive_hysteresis", s->consecutive_hysteresis);
-    sl_kv_double(w, "min_scale", s->min_scale);
+    sl_json_writer_kv_string(w, "kind",
+                             sl_precision_field_value(&plan->precision, SL_PREC_LOSS_SCALE));
+    sl_json_writer_kv_double(w, "init_scale", s->init_scale);
+    sl_json_writer_kv_double(w, "growth_factor", s->growth_factor);
+    sl_json_writer_kv_double(w, "backoff_factor", s->backoff_factor);
+    sl_json_writer_kv_int64(w, "growth_interval", s->growth_interval);
+    sl_json_writer_kv_int64(w, "hysteresis", s->hysteresis);
+    sl_json_writer_kv_bool(w, "consecutive_hysteresis", s->consecutive_hysteresis);
+    sl_json_writer_kv_double(w, "min_scale", s->min_scale);
     sl_json_writer_end_object(w);
     const sl_optim_config *o = &plan->optim;
     sl_json_writer_key(w, "optimizer");
     sl_json_writer_begin_object(w);
-    sl_kv_double(w, "lr", o->lr);
-    sl_kv_double(w, "beta1", o->beta1);
-    sl_kv_double(w, "beta2", o->beta2);
-    sl_kv_double(w, "eps", o->eps);
-    sl_kv_double(w, "weight_decay", o->weight_decay);
-    sl_kv_double(w, "max_grad_norm", o->max_grad_norm);
-    sl_kv_str(w, "schedule", sl_lr_schedule_name(o->schedule));
-    sl_kv_int(w, "warmup_steps", o->warmup_steps);
-    sl_kv_double(w, "min_lr_ratio", o->min_lr_ratio);
+    sl_json_writer_kv_double(w, "lr", o->lr);
+    sl_json_writer_kv_double(w, "beta1", o->beta1);
+    sl_json_writer_kv_double(w, "beta2", o->beta2);
+    sl_json_writer_kv_double(w, "eps", o->eps);
+    sl_json_writer_kv_double(w, "weight_decay", o->weight_decay);
+    sl_json_writer_kv_double(w, "max_grad_norm", o->max_grad_norm);
+    sl_json_writer_kv_string(w, "schedule", sl_lr_schedule_name(o->schedule));
+    sl_json_writer_kv_int64(w, "warmup_steps", o->warmup_steps);
+    sl_json_writer_kv_double(w, "min_lr_ratio", o->min_lr_ratio);
     sl_json_writer_end_object(w);
 }
 
@@ -125,10 +108,10 @@ static void sl_json_config(sl_json_writer *w, const sl_plan *plan) {
         char where[512];
         sl_source_describe(src, where, sizeof where);
         sl_json_writer_begin_object(w);
-        sl_kv_str(w, "key", key);
-        sl_kv_str(w, "value", value);
-        sl_kv_str(w, "source", kinds[src->kind]);
-        sl_kv_str(w, "from", where);
+        sl_json_writer_kv_string(w, "key", key);
+        sl_json_writer_kv_string(w, "value", value);
+        sl_json_writer_kv_string(w, "source", kinds[src->kind]);
+        sl_json_writer_kv_string(w, "from", where);
         sl_json_writer_end_object(w);
     }
     sl_json_writer_end_array(w);
@@ -143,7 +126,7 @@ static void sl_json_shards(sl_json_writer *w, const sl_plan *plan, const sl_mode
         int64_t pad;
         const int n = sl_plan_shard_pieces(buf, s, pieces, &pad);
         sl_json_writer_begin_object(w);
-        sl_kv_int(w, "shard_rank", s);
+        sl_json_writer_kv_int64(w, "shard_rank", s);
         sl_json_writer_key(w, "ranks");
         sl_json_writer_begin_array(w);
         for (int r = 0; r < plan->world_size; r++) {
@@ -154,13 +137,13 @@ static void sl_json_shards(sl_json_writer *w, const sl_plan *plan, const sl_mode
         sl_json_writer_begin_array(w);
         for (int i = 0; i < n; i++) {
             sl_json_writer_begin_object(w);
-            sl_kv_str(w, "param", model->params[pieces[i].param].name);
-            sl_kv_int(w, "start", pieces[i].start);
-            sl_kv_int(w, "end", pieces[i].end);
+            sl_json_writer_kv_string(w, "param", model->params[pieces[i].param].name);
+            sl_json_writer_kv_int64(w, "start", pieces[i].start);
+            sl_json_writer_kv_int64(w, "end", pieces[i].end);
             sl_json_writer_end_object(w);
         }
         sl_json_writer_end_array(w);
-        sl_kv_int(w, "pad", pad);
+        sl_json_writer_kv_int64(w, "pad", pad);
         sl_json_writer_end_object(w);
     }
     sl_json_writer_end_array(w);
@@ -173,16 +156,16 @@ static void sl_json_layout(sl_json_writer *w, const sl_plan *plan, const sl_mode
     }
     sl_shard_piece *pieces = malloc((size_t)max_segments * sizeof *pieces);
     sl_json_writer_begin_object(w);
-    sl_kv_str(w, "kind", sl_layout_name(plan->layout));
+    sl_json_writer_kv_string(w, "kind", sl_layout_name(plan->layout));
     sl_json_writer_key(w, "buffers");
     sl_json_writer_begin_array(w);
     for (int b = 0; pieces && b < plan->n_buffers; b++) {
         const sl_flat_buffer *buf = &plan->buffers[b];
         sl_json_writer_begin_object(w);
-        sl_kv_int(w, "unit", buf->unit);
-        sl_kv_int(w, "numel_padded", buf->numel_padded);
-        sl_kv_int(w, "shard_numel", buf->shard_numel);
-        sl_kv_bool(w, "persistent", buf->persistent);
+        sl_json_writer_kv_int64(w, "unit", buf->unit);
+        sl_json_writer_kv_int64(w, "numel_padded", buf->numel_padded);
+        sl_json_writer_kv_int64(w, "shard_numel", buf->shard_numel);
+        sl_json_writer_kv_bool(w, "persistent", buf->persistent);
         sl_json_writer_key(w, "segments");
         sl_json_writer_begin_array(w);
         for (int i = 0; i < buf->n_segments; i++) {
@@ -194,9 +177,9 @@ static void sl_json_layout(sl_json_writer *w, const sl_plan *plan, const sl_mode
             } else {
                 sl_json_writer_null(w);
             }
-            sl_kv_int(w, "param_offset", seg->param_offset);
-            sl_kv_int(w, "flat_offset", seg->flat_offset);
-            sl_kv_int(w, "numel", seg->numel);
+            sl_json_writer_kv_int64(w, "param_offset", seg->param_offset);
+            sl_json_writer_kv_int64(w, "flat_offset", seg->flat_offset);
+            sl_json_writer_kv_int64(w, "numel", seg->numel);
             sl_json_writer_end_object(w);
         }
         sl_json_writer_end_array(w);
