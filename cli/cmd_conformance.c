@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "cli/commands.h"
 #include "conformance/suite.h"
@@ -111,12 +110,6 @@ int sl_cmd_conformance(int argc, char **argv) {
                          .progress = sl_conformance_progress};
     sl_status st = sl_conformance_parse(argc, argv, &o);
     if (st != SL_OK) return sl_cli_report(st);
-    char self[PATH_MAX];
-    const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        self[n] = '\0';
-        sl_conf_set_shardlab_bin(self);
-    }
     st = sl_conformance_mkdirs(o.report_dir);
     if (st != SL_OK) return sl_cli_report(st);
     printf("conformance: %s tier%s%s, %d jobs, runs in %s/runs\n", sl_conf_tier_name(o.tier),

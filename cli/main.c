@@ -1,9 +1,12 @@
 /* shardlab — the command dispatcher. Every command is one row of the table below. */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "common/config_internal.h"
+#include "conformance/runner.h"
 
 static const sl_cli_command sl_commands[] = {
     {"explain", sl_cmd_explain,
@@ -44,6 +47,14 @@ int main(int argc, char **argv) {
     if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
         sl_usage(stdout);
         return 0;
+    }
+    /* the commands that run shardlab again (conformance, compare, report) run this very
+     * binary, whatever its name */
+    char self[PATH_MAX];
+    const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        sl_conf_set_shardlab_bin(self);
     }
     const char *nearest = NULL;
     int nearest_d = 3; /* suggest only within two edits */

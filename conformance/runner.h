@@ -121,8 +121,9 @@ sl_status sl_conf_run_all(const sl_conf_run_spec *specs, int n, int jobs, sl_con
  * SIGINT/SIGTERM handler. */
 void sl_conf_request_stop(void);
 
-/* The shardlab binary runs are made with: $SHARDLAB_BIN when set, else /proc/self/exe when
- * this process is shardlab, else "shardlab" next to the current executable. */
+/* The shardlab binary runs are made with: $SHARDLAB_BIN when set, else the binary set by
+ * sl_conf_set_shardlab_bin (the shardlab CLI sets itself at start), else "shardlab" next to the
+ * current executable. */
 const char *sl_conf_shardlab_bin(void);
 /* Overrides the binary (tests); NULL restores the default rule. */
 void sl_conf_set_shardlab_bin(const char *path);
