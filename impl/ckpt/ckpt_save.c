@@ -116,40 +116,6 @@ static sl_status sl_ckpt_write_shards(sl_ckpt_save *s) {
     return SL_OK;
 }
 
-/* arrays[p] on rank 0 = the full f32 value of owned-layout state `src` (dtype dt), gathered
- * over the shard group one buffer at a time (unrecorded: saving is not part of the schedule). */
-static sl_status sl_ckpt_gather(sl_engine *e, const void *src, sl_dtype dt, float **arrays) {
-    const sl_plan *plan = e->plan;
-    int64_t largest = 1;
-    for (int b = 0; b < plan->n_buffers; b++) {
-        if (plan->buffers[b].numel_padded > largest) largest = plan->buffers[b].numel_padded;
-    }
-    float *full = malloc((size_t)largest * sizeof *full);
-    float *shard = malloc((size_t)largest * sizeof *shard);
-    sl_status st = full && shard ? SL_OK : sl_error_set(SL_ERR_OOM, "out of memory saving");
-    for (int b = 0; st == SL_OK && b < plan->n_buffers; b++) {
-        const sl_flat_buffer *buf = &plan->buffers[b];
-        const int64_t sn = buf->shard_numel;
-        for (int64_t j = 0; j < sn; j++)
-            shard[j] = sl_engine_get(src, dt, e->shard_off[b] + j);
-        if (sl_comm_size(e->aux_comm) == 1 || sn == buf->numel_padded) {
-            memcpy(full, shard, (size_t)sn * sizeof(float));
-        } else {
-            st = sl_comm_all_gather(e->aux_comm, shard, full, (size_t)sn, SL_DTYPE_F32, NULL, NULL);
-            sl_comm_reset_stats(e->aux_comm);
-        }
-        for (int g = 0; st == SL_OK && arrays && g < buf->n_segments; g++) {
-            const sl_segment *sg = &buf->segments[g];
-            if (sg->param < 0) continue;
-            memcpy(arrays[sg->param] + sg->param_offset, full + sg->flat_offset,
-                   (size_t)sg->numel * sizeof(float));
-        }
-    }
-    free(full);
-    free(shard);
-    return st;
-}
-
 /* model.safetensors and optimizer.safetensors with the parameters' names and shapes. Every rank
  * takes part in the gathers; rank 0 writes. The first failure is kept, but every gather still
  * runs so that no rank is left waiting in one. */
@@ -161,11 +127,9 @@ static sl_status sl_ckpt_write_full(sl_ckpt_save *s) {
     for (int k = 0; k < 3; k++) {
         if (e->rank == 0 && st == SL_OK && !(arrays[k] = sl_param_arrays_alloc(d)))
             st = sl_error_set(SL_ERR_OOM, "out of memory gathering the full state");
-        const sl_status g = sl_ckpt_gather(e,
-                                           k == 0   ? e->master
-                                           : k == 1 ? e->m
-                                                    : e->v,
-                                           k == 0 ? e->md : e->od, arrays[k]);
+        static const sl_engine_state which[3] = {SL_ENGINE_MASTERS, SL_ENGINE_EXP_AVG,
+                                                 SL_ENGINE_EXP_AVG_SQ};
+        const sl_status g = sl_engine_gather_full(e, which[k], 0, arrays[k]);
         if (st == SL_OK) st = g;
     }
     for (int optim = 0; st == SL_OK && e->rank == 0 && optim < 2; optim++) {

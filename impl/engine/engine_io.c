@@ -32,8 +32,16 @@ sl_status sl_engine_gather_full(sl_engine *e, sl_engine_state which, int root, f
                             "engine: step-1 gradients were not kept; create the engine with "
                             "keep_step1_grads and run one optimizer step first");
     }
-    const void *src = which == SL_ENGINE_MASTERS ? e->master : e->step1_grads;
-    const sl_dtype dt = which == SL_ENGINE_MASTERS ? e->md : SL_DTYPE_F32;
+    const bool moments = which == SL_ENGINE_EXP_AVG || which == SL_ENGINE_EXP_AVG_SQ;
+    if (moments && e->opt.inference_only) {
+        return sl_error_set(SL_ERR_INVALID_ARG,
+                            "engine: an inference-only engine has no optimizer state to gather");
+    }
+    const void *src = which == SL_ENGINE_MASTERS     ? e->master
+                      : which == SL_ENGINE_EXP_AVG   ? e->m
+                      : which == SL_ENGINE_EXP_AVG_SQ ? e->v
+                                                      : e->step1_grads;
+    const sl_dtype dt = which == SL_ENGINE_MASTERS ? e->md : moments ? e->od : SL_DTYPE_F32;
     int64_t largest = 1;
     for (int b = 0; b < plan->n_buffers; b++) {
         if (plan->buffers[b].numel_padded > largest) largest = plan->buffers[b].numel_padded;

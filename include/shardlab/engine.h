@@ -158,10 +158,17 @@ sl_status sl_engine_optimizer_step(sl_engine *e, sl_trajectory_step *rec);
 sl_status sl_engine_forward(sl_engine *e, const sl_batch *batch, float *losses);
 
 /* The full value of every parameter (f32 arrays indexed like desc->params): the masters
- * (which = SL_ENGINE_MASTERS), or the gradient the step-1 optimizer read, unscaled
+ * (which = SL_ENGINE_MASTERS), the gradient the step-1 optimizer read, unscaled
  * (SL_ENGINE_STEP1_GRADS, available after the first optimizer step; the reference's
- * grads_step1). Written on rank `root` only; arrays may be NULL elsewhere. */
-typedef enum sl_engine_state { SL_ENGINE_MASTERS, SL_ENGINE_STEP1_GRADS } sl_engine_state;
+ * grads_step1), or AdamW's first and second moments (SL_ENGINE_EXP_AVG, SL_ENGINE_EXP_AVG_SQ;
+ * not for an inference-only engine). Written on rank `root` only; arrays may be NULL
+ * elsewhere. */
+typedef enum sl_engine_state {
+    SL_ENGINE_MASTERS,
+    SL_ENGINE_STEP1_GRADS,
+    SL_ENGINE_EXP_AVG,
+    SL_ENGINE_EXP_AVG_SQ
+} sl_engine_state;
 sl_status sl_engine_gather_full(sl_engine *e, sl_engine_state which, int root, float **arrays);
 
 /* The loaded initial value of every parameter (load_dtype values in f32; the reference's
