@@ -28,8 +28,8 @@ static sl_status sl_curve_open(const char *arg, sl_curve *c) {
     SL_TRY(sl_json_parse_file(path, &c->doc));
     const sl_json *steps = sl_json_get(c->doc, "steps");
     if (!steps || sl_json_type_of(steps) != SL_JSON_ARRAY) {
-        return sl_error_set(SL_ERR_FORMAT, "%s: no \"steps\" array; is this a shardlab trajectory.json?",
-                            path);
+        return sl_error_set(SL_ERR_FORMAT,
+                            "%s: no \"steps\" array; is this a shardlab trajectory.json?", path);
     }
     c->steps = steps;
     const char *base = strrchr(arg, '/');
@@ -52,26 +52,32 @@ int sl_cmd_curves(int argc, char **argv) {
             return 0;
         } else if (!strcmp(argv[i], "--every") && i + 1 < argc) {
             every = atoi(argv[++i]);
-            if (every < 1) return sl_cli_report(sl_error_set(SL_ERR_CONFIG, "--every: expected a positive integer"));
+            if (every < 1)
+                return sl_cli_report(
+                    sl_error_set(SL_ERR_CONFIG, "--every: expected a positive integer"));
         } else if (argv[i][0] == '-') {
             return sl_cli_report(sl_cli_unknown_flag(argv[i], sl_curves_usage));
         } else if (n_runs < SL_CURVES_MAX_RUNS) {
             runs[n_runs++] = argv[i];
         } else {
-            return sl_cli_report(sl_error_set(SL_ERR_CONFIG, "at most %d runs", SL_CURVES_MAX_RUNS));
+            return sl_cli_report(
+                sl_error_set(SL_ERR_CONFIG, "at most %d runs", SL_CURVES_MAX_RUNS));
         }
     }
-    if (n_runs == 0) return sl_cli_report(sl_error_set(SL_ERR_CONFIG, "no RUN given\n%s", sl_curves_usage));
+    if (n_runs == 0)
+        return sl_cli_report(sl_error_set(SL_ERR_CONFIG, "no RUN given\n%s", sl_curves_usage));
     sl_curve curves[SL_CURVES_MAX_RUNS] = {0};
     sl_status st = SL_OK;
     size_t longest = 0;
     for (int r = 0; r < n_runs && st == SL_OK; r++) {
         st = sl_curve_open(runs[r], &curves[r]);
-        if (st == SL_OK && sl_json_count(curves[r].steps) > longest) longest = sl_json_count(curves[r].steps);
+        if (st == SL_OK && sl_json_count(curves[r].steps) > longest)
+            longest = sl_json_count(curves[r].steps);
     }
     if (st == SL_OK) {
         printf("%6s", "step");
-        for (int r = 0; r < n_runs; r++) printf("  %24.24s", curves[r].label);
+        for (int r = 0; r < n_runs; r++)
+            printf("  %24.24s", curves[r].label);
         printf("\n");
         double maxdiff[SL_CURVES_MAX_RUNS] = {0};
         for (size_t i = 0; i < longest; i++) {
@@ -81,7 +87,8 @@ int sl_cmd_curves(int argc, char **argv) {
             }
             if ((i + 1) % (size_t)every != 0 && i + 1 != longest && i != 0) continue;
             printf("%6zu", i + 1);
-            for (int r = 0; r < n_runs; r++) printf("  %24.4f", sl_curve_loss(&curves[r], i));
+            for (int r = 0; r < n_runs; r++)
+                printf("  %24.4f", sl_curve_loss(&curves[r], i));
             printf("\n");
         }
         for (int r = 1; r < n_runs; r++) {
@@ -89,6 +96,7 @@ int sl_cmd_curves(int argc, char **argv) {
                    curves[0].label, maxdiff[r]);
         }
     }
-    for (int r = 0; r < n_runs; r++) sl_json_free(curves[r].doc);
+    for (int r = 0; r < n_runs; r++)
+        sl_json_free(curves[r].doc);
     return sl_cli_report(st);
 }

@@ -44,8 +44,8 @@ static void sl_env_mpi(void) {
 }
 
 static void sl_env_blas(void) {
-    printf("blas:        %s, core %s, %d threads\n", openblas_get_config(),
-           openblas_get_corename(), openblas_get_num_threads());
+    printf("blas:        %s, core %s, %d threads\n", openblas_get_config(), openblas_get_corename(),
+           openblas_get_num_threads());
 }
 
 /* The first library of `names` dlopen finds, or NULL. */

@@ -18,8 +18,9 @@ static const char *const sl_explain_usage =
     "model flags:\n";
 
 /* The command's own flags, for did-you-mean. */
-static const char *const sl_explain_flags[] = {
-    "json", "dtype_table", "model", "n_layer", "n_embd", "n_head", "block_size", "vocab_size", "help", NULL};
+static const char *const sl_explain_flags[] = {"json",   "dtype_table", "model",      "n_layer",
+                                               "n_embd", "n_head",      "block_size", "vocab_size",
+                                               "help",   NULL};
 
 static sl_status sl_explain_run(sl_config *cfg, int argc, char **argv) {
     char **rest = calloc((size_t)argc + 1, sizeof *rest);

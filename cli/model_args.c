@@ -19,7 +19,8 @@ static sl_status sl_parse_positive_int(const char *flag, const char *text, int *
     errno = 0;
     long v = strtol(text, &end, 10);
     if (errno || end == text || *end != '\0' || v <= 0 || v > 1000000000L) {
-        return sl_error_set(SL_ERR_CONFIG, "%s: expected a positive integer, found '%s'", flag, text);
+        return sl_error_set(SL_ERR_CONFIG, "%s: expected a positive integer, found '%s'", flag,
+                            text);
     }
     *out = (int)v;
     return SL_OK;

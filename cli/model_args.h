@@ -9,7 +9,7 @@
 #include "shardlab/model.h"
 
 typedef struct sl_model_args {
-    const char *name; /* default "gpt-tiny" */
+    const char *name;                                    /* default "gpt-tiny" */
     int n_layer, n_embd, n_head, block_size, vocab_size; /* 0: from the named size */
 } sl_model_args;
 

@@ -12,7 +12,8 @@ int sl_cli_report(sl_status st) {
 
 sl_status sl_cli_unknown_flag(const char *arg, const char *usage) {
     const char *name = arg;
-    while (*name == '-') name++;
+    while (*name == '-')
+        name++;
     const char *suggestion = sl_config_key_suggest(name);
     if (suggestion) {
         return sl_error_set(SL_ERR_CONFIG, "unknown argument '%s' (did you mean --%s?)\n%s", arg,

@@ -71,7 +71,8 @@ void sl_train_print_memory(FILE *f, const sl_observation *obs, int64_t comm_scra
             fprintf(f, "\n");
         }
     }
-    fprintf(f, "  (beside the plan's categories, rank 0: comm layer's staging %.3f MiB, kernels' "
-               "scratch %.3f MiB)\n",
+    fprintf(f,
+            "  (beside the plan's categories, rank 0: comm layer's staging %.3f MiB, kernels' "
+            "scratch %.3f MiB)\n",
             (double)comm_scratch_peak / mib, (double)kernel_scratch / mib);
 }

@@ -21,7 +21,9 @@ sl_log_level sl_log_get_level(void) {
     return (sl_log_level)sl_log_level_current;
 }
 
-void sl_log_set_level(sl_log_level level) { sl_log_level_current = (int)level; }
+void sl_log_set_level(sl_log_level level) {
+    sl_log_level_current = (int)level;
+}
 
 void sl_log(sl_log_level level, const char *fmt, ...) {
     if (level > sl_log_get_level()) return;

@@ -73,7 +73,9 @@ static int sl_model_add_param(sl_model_desc *d, const char *name, int ndim, int6
     return d->n_params++;
 }
 
-static void sl_unit_add(sl_unit_desc *u, int param) { u->params[u->n_params++] = param; }
+static void sl_unit_add(sl_unit_desc *u, int param) {
+    u->params[u->n_params++] = param;
+}
 
 sl_status sl_model_desc_create_gpt2(const sl_gpt2_config *cfg, sl_model_desc **out) {
     SL_TRY(sl_gpt2_config_validate(cfg));
@@ -104,8 +106,10 @@ sl_status sl_model_desc_create_gpt2(const sl_gpt2_config *cfg, sl_model_desc **o
     sl_unit_desc *root = &d->units[0];
     snprintf(root->name, sizeof root->name, "root");
     root->is_root = 1;
-    sl_unit_add(root, sl_model_add_param(d, "transformer.wte.weight", 2, V, C, SL_INIT_NORMAL, std, 0));
-    sl_unit_add(root, sl_model_add_param(d, "transformer.wpe.weight", 2, T, C, SL_INIT_NORMAL, std, 0));
+    sl_unit_add(root,
+                sl_model_add_param(d, "transformer.wte.weight", 2, V, C, SL_INIT_NORMAL, std, 0));
+    sl_unit_add(root,
+                sl_model_add_param(d, "transformer.wpe.weight", 2, T, C, SL_INIT_NORMAL, std, 0));
     for (int l = 0; l < L; l++) {
         sl_unit_desc *u = &d->units[1 + l];
         snprintf(u->name, sizeof u->name, "transformer.h.%d", l);
@@ -136,7 +140,8 @@ sl_status sl_model_desc_create_gpt2(const sl_gpt2_config *cfg, sl_model_desc **o
                                               block[i].init, block[i].std, 1 + l));
         }
     }
-    sl_unit_add(root, sl_model_add_param(d, "transformer.ln_f.weight", 1, C, 0, SL_INIT_ONES, 0, 0));
+    sl_unit_add(root,
+                sl_model_add_param(d, "transformer.ln_f.weight", 1, C, 0, SL_INIT_ONES, 0, 0));
     sl_unit_add(root, sl_model_add_param(d, "transformer.ln_f.bias", 1, C, 0, SL_INIT_ZEROS, 0, 0));
     *out = d;
     return SL_OK;
@@ -145,7 +150,8 @@ sl_status sl_model_desc_create_gpt2(const sl_gpt2_config *cfg, sl_model_desc **o
 void sl_model_desc_destroy(sl_model_desc *d) {
     if (!d) return;
     if (d->units) {
-        for (int u = 0; u < d->n_units; u++) free(d->units[u].params);
+        for (int u = 0; u < d->n_units; u++)
+            free(d->units[u].params);
     }
     free(d->units);
     free(d->params);
@@ -172,7 +178,8 @@ float sl_model_init_value(const sl_model_desc *d, int p, uint64_t seed, int64_t 
 
 void sl_model_init_range(const sl_model_desc *d, int p, uint64_t seed, int64_t start, int64_t n,
                          float *out) {
-    for (int64_t i = 0; i < n; i++) out[i] = sl_model_init_value(d, p, seed, start + i);
+    for (int64_t i = 0; i < n; i++)
+        out[i] = sl_model_init_value(d, p, seed, start + i);
 }
 
 int64_t sl_gpt2_activation_numel(const sl_gpt2_config *cfg, int B, int T) {
@@ -181,7 +188,7 @@ int64_t sl_gpt2_activation_numel(const sl_gpt2_config *cfg, int B, int T) {
      * ln1/ln2 mean and rstd (B,T), qkv (B,T,3C), preatt and att (B,H,T,T), fch and fch_gelu
      * (B,T,4C); then lnf (B,T,C), lnf mean/rstd (B,T), logits and probs (B,T,V), losses (B,T). */
     const int64_t BT = (int64_t)B * T, C = cfg->n_embd, H = cfg->n_head, V = cfg->vocab_size;
-    const int64_t per_layer = 7 * BT * C + 4 * BT + 3 * BT * C + 2 * (int64_t)B * H * T * T +
-                              2 * BT * 4 * C;
+    const int64_t per_layer =
+        7 * BT * C + 4 * BT + 3 * BT * C + 2 * (int64_t)B * H * T * T + 2 * BT * 4 * C;
     return BT * C + cfg->n_layer * per_layer + BT * C + 2 * BT + 2 * BT * V + BT;
 }

@@ -31,7 +31,8 @@ static void sl_explain_header(const sl_plan *plan, const sl_model_desc *model, F
 static void sl_explain_precision(const sl_plan *plan, FILE *f) {
     sl_dtype table[SL_STAGE_COUNT];
     sl_plan_dtype_table(plan, table);
-    fprintf(f, "\ndtype table (the stages of Accelerate's \"Moving between FSDP and DeepSpeed\")\n");
+    fprintf(f,
+            "\ndtype table (the stages of Accelerate's \"Moving between FSDP and DeepSpeed\")\n");
     for (int s = 0; s < SL_STAGE_COUNT; s++) {
         fprintf(f, "  %-34s %s\n", sl_stage_titles[s], sl_dtype_name(table[s]));
     }

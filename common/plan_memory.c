@@ -36,8 +36,8 @@ static int64_t sl_gathered_numel(const sl_plan *plan, const sl_model_desc *model
         }
         /* backward prefetch gathers unit u - 1 while unit u is still gathered, forward prefetch
          * unit u while u - 1 is: the same adjacent pair */
-        if ((plan->backward_prefetch || plan->forward_prefetch) && u > 0 && !model->units[u].is_root &&
-            !model->units[u - 1].is_root) {
+        if ((plan->backward_prefetch || plan->forward_prefetch) && u > 0 &&
+            !model->units[u].is_root && !model->units[u - 1].is_root) {
             largest = sl_max64(largest, n + sl_plan_unit_gather_numel(plan, u - 1));
         }
     }

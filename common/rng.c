@@ -10,7 +10,8 @@ static uint64_t sl_mix64(uint64_t z) {
 }
 
 uint64_t sl_rng_bits(uint64_t seed, uint64_t stream, uint64_t counter) {
-    /* Nesting the mixes keeps (seed, stream, counter) triples from colliding through simple sums. */
+    /* Nesting the mixes keeps (seed, stream, counter) triples from colliding through simple sums.
+     */
     uint64_t h = sl_mix64(counter + 0x9e3779b97f4a7c15ULL);
     h = sl_mix64(h ^ (stream * 0xd1b54a32d192ed03ULL + 0x8cb92ba72f3d8dd7ULL));
     return sl_mix64(h ^ (seed * 0xaef17502108ef2d9ULL + 0x9e3779b97f4a7c15ULL));

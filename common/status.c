@@ -36,9 +36,13 @@ sl_status sl_error_prefix(sl_status code, const char *fmt, ...) {
     return code;
 }
 
-const char *sl_error_message(void) { return sl_error_buffer; }
+const char *sl_error_message(void) {
+    return sl_error_buffer;
+}
 
-void sl_error_clear(void) { sl_error_buffer[0] = '\0'; }
+void sl_error_clear(void) {
+    sl_error_buffer[0] = '\0';
+}
 
 const char *sl_status_name(sl_status code) {
     switch (code) {

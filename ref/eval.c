@@ -22,10 +22,12 @@ sl_status sl_ref_run_eval(sl_ref_run *run, double *loss) {
     int32_t *inputs = calloc((size_t)b * (size_t)T, sizeof(int32_t));
     int32_t *targets = calloc((size_t)b * (size_t)T, sizeof(int32_t));
     uint8_t *dup = calloc((size_t)b, 1);
-    sl_status st = inputs && targets && dup ? SL_OK : sl_error_set(SL_ERR_OOM, "out of memory in eval");
+    sl_status st =
+        inputs && targets && dup ? SL_OK : sl_error_set(SL_ERR_OOM, "out of memory in eval");
 
     for (int u = 0; u < model->n_units; u++) {
-        sl_ref_shards_gather(run->shards, model->units[u].params, model->units[u].n_params, run->params);
+        sl_ref_shards_gather(run->shards, model->units[u].params, model->units[u].n_params,
+                             run->params);
     }
 
     const int64_t batches = sl_sampler_steps_per_epoch(sampler) < run->opt->eval_batches
@@ -39,11 +41,14 @@ sl_status sl_ref_run_eval(sl_ref_run *run, double *loss) {
             if (st != SL_OK) break;
             for (int i = 0; i < b; i++) {
                 if (!dup[i]) continue;
-                for (int t = 0; t < T; t++) targets[(size_t)i * T + t] = -1;
+                for (int t = 0; t < T; t++)
+                    targets[(size_t)i * T + t] = -1;
             }
-            sl_ref_gpt2_embed_forward(model, run->params, inputs, plan->precision.param_dtype, run->acts[0]);
+            sl_ref_gpt2_embed_forward(model, run->params, inputs, plan->precision.param_dtype,
+                                      run->acts[0]);
             for (int l = 0; l < model->gpt2.n_layer; l++) {
-                sl_ref_gpt2_block_forward(model, l, run->params, plan->precision.param_dtype, run->acts[0]);
+                sl_ref_gpt2_block_forward(model, l, run->params, plan->precision.param_dtype,
+                                          run->acts[0]);
             }
             sl_ref_gpt2_head_forward(model, run->params, targets, plan->precision.param_dtype,
                                      run->acts[0], run->losses);

@@ -35,8 +35,8 @@ int64_t sl_ref_gpt2_acts_numel(const sl_ref_gpt2_acts *acts);
 void sl_ref_gpt2_embed_forward(const sl_model_desc *model, float *const *params,
                                const int32_t *inputs, sl_dtype cd, sl_ref_gpt2_acts *acts);
 /* block l: x += attn(ln_1(x)); x += mlp(ln_2(x))          (B, T, C) */
-void sl_ref_gpt2_block_forward(const sl_model_desc *model, int l, float *const *params,
-                               sl_dtype cd, sl_ref_gpt2_acts *acts);
+void sl_ref_gpt2_block_forward(const sl_model_desc *model, int l, float *const *params, sl_dtype cd,
+                               sl_ref_gpt2_acts *acts);
 /* logits = ln_f(x) @ wte^T (B, T, V); losses[b,t] = -log softmax(logits)[targets[b,t]] in f32.
  * A target < 0 marks padding: its loss is 0. */
 void sl_ref_gpt2_head_forward(const sl_model_desc *model, float *const *params,

@@ -49,14 +49,16 @@ static void sl_ref_account_unsharded(sl_ref_run *run, int64_t numel, sl_dtype dt
 
 static int64_t sl_ref_model_grad_numel(const sl_plan *plan) {
     int64_t numel = 0;
-    for (int b = 0; b < plan->n_buffers; b++) numel += plan->buffers[b].numel_padded;
+    for (int b = 0; b < plan->n_buffers; b++)
+        numel += plan->buffers[b].numel_padded;
     return numel;
 }
 
 /* Accounts the micro-step gradient of `unit` (-1: the whole model) on every rank. */
 static void sl_ref_account_grads(sl_ref_run *run, int unit, bool alloc) {
     const sl_plan *plan = run->plan;
-    const int64_t numel = unit < 0 ? sl_ref_model_grad_numel(plan) : sl_ref_unit_numel_padded(plan, unit);
+    const int64_t numel =
+        unit < 0 ? sl_ref_model_grad_numel(plan) : sl_ref_unit_numel_padded(plan, unit);
     sl_ref_account_unsharded(run, numel, sl_ref_unsharded_grad_dtype(plan), alloc);
 }
 
@@ -68,7 +70,8 @@ void sl_ref_run_backward_begin(sl_ref_run *run, int micro) {
         }
     }
     if (sl_ref_accumulates(plan) && micro == 0) {
-        sl_ref_account_unsharded(run, sl_ref_model_grad_numel(plan), plan->precision.accum_dtype, true);
+        sl_ref_account_unsharded(run, sl_ref_model_grad_numel(plan), plan->precision.accum_dtype,
+                                 true);
     }
     /* per unit: the root's first, as the head's backward comes first */
     sl_ref_account_grads(run, sl_ref_whole_model_grads(plan) ? -1 : 0, true);
@@ -85,7 +88,8 @@ static void sl_ref_keep_local(sl_ref_run *run, int unit, int micro) {
             const float *g = run->grads[r][p];
             const int64_t n = run->model->params[p].numel;
             for (int64_t e = 0; e < n; e++) {
-                acc[e] = micro == 0 ? sl_round_to(g[e], ad) : sl_round_to(acc[e] + sl_round_to(g[e], ad), ad);
+                acc[e] = micro == 0 ? sl_round_to(g[e], ad)
+                                    : sl_round_to(acc[e] + sl_round_to(g[e], ad), ad);
             }
         }
     }
@@ -115,8 +119,8 @@ static void sl_ref_reduce_unit(sl_ref_run *run, int unit, int micro) {
         for (int i = u->n_params - 1; i >= 0; i--) {
             const int b = u->params[i]; /* one buffer per parameter, indexed like the params */
             sl_ref_reduce_one(run, b, micro);
-            sl_ref_record(run, SL_COLL_REDUCE_SCATTER, SL_GROUP_SHARD, SL_PHASE_BACKWARD, micro, unit,
-                          rd, plan->buffers[b].numel_padded);
+            sl_ref_record(run, SL_COLL_REDUCE_SCATTER, SL_GROUP_SHARD, SL_PHASE_BACKWARD, micro,
+                          unit, rd, plan->buffers[b].numel_padded);
         }
         return;
     }
@@ -128,11 +132,14 @@ static void sl_ref_reduce_unit(sl_ref_run *run, int unit, int micro) {
         shard += plan->buffers[b].shard_numel;
     }
     if (plan->layout == SL_LAYOUT_REPLICATED) {
-        sl_ref_record(run, SL_COLL_ALL_REDUCE, SL_GROUP_WORLD, SL_PHASE_BACKWARD, micro, unit, rd, numel);
+        sl_ref_record(run, SL_COLL_ALL_REDUCE, SL_GROUP_WORLD, SL_PHASE_BACKWARD, micro, unit, rd,
+                      numel);
         return;
     }
-    sl_ref_record(run, SL_COLL_REDUCE_SCATTER, SL_GROUP_SHARD, SL_PHASE_BACKWARD, micro, unit, rd, numel);
-    sl_ref_record(run, SL_COLL_ALL_REDUCE, SL_GROUP_REPLICA, SL_PHASE_BACKWARD, micro, unit, rd, shard);
+    sl_ref_record(run, SL_COLL_REDUCE_SCATTER, SL_GROUP_SHARD, SL_PHASE_BACKWARD, micro, unit, rd,
+                  numel);
+    sl_ref_record(run, SL_COLL_ALL_REDUCE, SL_GROUP_REPLICA, SL_PHASE_BACKWARD, micro, unit, rd,
+                  shard);
 }
 
 void sl_ref_run_unit_backward_done(sl_ref_run *run, int unit, int micro) {
@@ -144,14 +151,16 @@ void sl_ref_run_unit_backward_done(sl_ref_run *run, int unit, int micro) {
      * before this unit's reduction. The root is still gathered. */
     if (plan->backward_prefetch && unit - 1 >= 1 &&
         (plan->strategy == SL_STRATEGY_FULL_SHARD || plan->strategy == SL_STRATEGY_HYBRID_SHARD)) {
-        for (int r = 0; r < plan->world_size; r++) sl_ref_run_gather(run, r, unit - 1, SL_PHASE_BACKWARD, micro);
+        for (int r = 0; r < plan->world_size; r++)
+            sl_ref_run_gather(run, r, unit - 1, SL_PHASE_BACKWARD, micro);
     }
     /* FSDP1 keeps SHARD_GRAD_OP parameters gathered after a no_sync backward
      * (_should_free_in_backward); everything else is released after its backward. */
     const bool keep = plan->dialect == SL_DIALECT_FSDP1 && !sync &&
                       (plan->strategy == SL_STRATEGY_SHARD_GRAD_OP ||
                        plan->strategy == SL_STRATEGY_HYBRID_SHARD_ZERO2);
-    for (int r = 0; !keep && r < plan->world_size; r++) sl_ref_run_release(run, r, unit);
+    for (int r = 0; !keep && r < plan->world_size; r++)
+        sl_ref_run_release(run, r, unit);
     if (plan->accum_mode == SL_ACCUM_LOCAL_UNSHARDED) sl_ref_keep_local(run, unit, micro);
     if (sync && plan->layout != SL_LAYOUT_FLAT_GLOBAL) sl_ref_reduce_unit(run, unit, micro);
     if (per_unit_grads) sl_ref_account_grads(run, unit, false);
@@ -165,12 +174,14 @@ void sl_ref_run_backward_end(sl_ref_run *run, int micro) {
          * each rank keeping its partition (DeepSpeed stage_1_and_2.py average_tensor). */
         const sl_dtype rd = plan->precision.reduce_dtype;
         run->obs->dtype_table[SL_STAGE_GRADIENT_REDUCTION] = rd;
-        for (int b = 0; b < plan->n_buffers; b++) sl_ref_reduce_one(run, b, micro);
+        for (int b = 0; b < plan->n_buffers; b++)
+            sl_ref_reduce_one(run, b, micro);
         sl_ref_record(run, SL_COLL_ALL_REDUCE, SL_GROUP_WORLD, SL_PHASE_BACKWARD, micro, -1, rd,
                       run->model->total_numel);
     }
     if (sl_ref_whole_model_grads(plan)) sl_ref_account_grads(run, -1, false);
     if (sl_ref_accumulates(plan) && sync) {
-        sl_ref_account_unsharded(run, sl_ref_model_grad_numel(plan), plan->precision.accum_dtype, false);
+        sl_ref_account_unsharded(run, sl_ref_model_grad_numel(plan), plan->precision.accum_dtype,
+                                 false);
     }
 }

@@ -14,7 +14,8 @@ static sl_status sl_ref_out_path(const sl_ref_run *run, const char *name, char *
 }
 
 /* Writes per-parameter f32 arrays under their Hugging Face names. */
-static sl_status sl_ref_write_params(const sl_ref_run *run, float *const *arrays, const char *name) {
+static sl_status sl_ref_write_params(const sl_ref_run *run, float *const *arrays,
+                                     const char *name) {
     char path[4096];
     SL_TRY(sl_ref_out_path(run, name, path, sizeof path));
     return sl_param_file_write(run->model, arrays, "shardlab ref", path);
@@ -36,7 +37,8 @@ sl_status sl_ref_run_write_step1(sl_ref_run *run) {
     sl_safetensors_writer *w = NULL;
     SL_TRY(sl_safetensors_writer_create(&w));
     sl_status st = sl_safetensors_writer_add(w, "inputs", SL_DTYPE_I32, shape, 4, run->inputs);
-    if (st == SL_OK) st = sl_safetensors_writer_add(w, "targets", SL_DTYPE_I32, shape, 4, run->targets);
+    if (st == SL_OK)
+        st = sl_safetensors_writer_add(w, "targets", SL_DTYPE_I32, shape, 4, run->targets);
     if (st == SL_OK) st = sl_safetensors_writer_write(w, path);
     sl_safetensors_writer_destroy(w);
     return st;

@@ -18,10 +18,12 @@ void sl_ref_record(sl_ref_run *run, sl_coll_op op, sl_coll_group group, sl_phase
     if (n < 2 || elements == 0) return; /* a group of one rank communicates nothing */
     /* Every rank stages its input in a communication buffer for the call: an all-gather sends
      * its shard, the reductions their whole input. */
-    const int64_t staged = (op == SL_COLL_ALL_GATHER ? elements / n : elements) * (int64_t)sl_dtype_size(dt);
+    const int64_t staged =
+        (op == SL_COLL_ALL_GATHER ? elements / n : elements) * (int64_t)sl_dtype_size(dt);
     /* An all-gather spanning several buffers then puts the shards in buffer order in place,
      * marking each element in a map (workspace). */
-    const int64_t map = op == SL_COLL_ALL_GATHER ? sl_plan_gather_map_bytes(plan, unit, elements) : 0;
+    const int64_t map =
+        op == SL_COLL_ALL_GATHER ? sl_plan_gather_map_bytes(plan, unit, elements) : 0;
     for (int r = 0; r < plan->world_size; r++) {
         sl_observation_mem_alloc(run->obs, r, SL_SPACE_DEVICE, SL_MEM_COMM_BUFFERS, staged);
         sl_observation_mem_free(run->obs, r, SL_SPACE_DEVICE, SL_MEM_COMM_BUFFERS, staged);
@@ -37,7 +39,8 @@ void sl_ref_record(sl_ref_run *run, sl_coll_op op, sl_coll_group group, sl_phase
                                 .unit = unit,
                                 .dtype = dt,
                                 .elements = elements,
-                                .bytes_sent_per_rank = sl_collective_bytes_sent(op, n, elements, dt)};
+                                .bytes_sent_per_rank =
+                                    sl_collective_bytes_sent(op, n, elements, dt)};
     sl_observation_add_collective(run->obs, &rec);
 }
 
@@ -62,7 +65,8 @@ static sl_status sl_ref_initial_values(const sl_ref_run *run, float **full) {
         }
     }
     /* The model is created (or loaded) in load_dtype: PyTorch's torch_dtype. */
-    for (int p = 0; p < model->n_params; p++) sl_round_array(full[p], (size_t)model->params[p].numel, ld);
+    for (int p = 0; p < model->n_params; p++)
+        sl_round_array(full[p], (size_t)model->params[p].numel, ld);
     return SL_OK;
 }
 
@@ -85,7 +89,8 @@ bool sl_ref_layout_gathers_per_unit(const sl_plan *plan) {
 
 static int64_t sl_ref_model_numel_padded(const sl_plan *plan) {
     int64_t n = 0;
-    for (int b = 0; b < plan->n_buffers; b++) n += plan->buffers[b].numel_padded;
+    for (int b = 0; b < plan->n_buffers; b++)
+        n += plan->buffers[b].numel_padded;
     return n;
 }
 
@@ -102,10 +107,12 @@ static void sl_ref_account_resident_params(sl_ref_run *run) {
             numel = sl_ref_model_numel_padded(plan);
         }
     } else {
-        for (int u = 0; u < run->model->n_units; u++) numel += sl_ref_unit_gather_numel(plan, u, true);
+        for (int u = 0; u < run->model->n_units; u++)
+            numel += sl_ref_unit_gather_numel(plan, u, true);
     }
     for (int r = 0; r < plan->world_size; r++) {
-        sl_observation_mem_alloc(run->obs, r, SL_SPACE_DEVICE, SL_MEM_PARAMS_GATHERED, numel * psize);
+        sl_observation_mem_alloc(run->obs, r, SL_SPACE_DEVICE, SL_MEM_PARAMS_GATHERED,
+                                 numel * psize);
     }
 }
 
@@ -114,11 +121,13 @@ static void sl_ref_account_sharded_grads(sl_ref_run *run) {
     const sl_dtype gd = plan->accum_mode == SL_ACCUM_REDUCED_SHARD ? plan->precision.accum_dtype
                                                                    : plan->precision.master_dtype;
     int64_t shard = 0;
-    for (int b = 0; b < plan->n_buffers; b++) shard += plan->buffers[b].shard_numel;
+    for (int b = 0; b < plan->n_buffers; b++)
+        shard += plan->buffers[b].shard_numel;
     /* CPU offload of the optimizer keeps the sharded gradients with the optimizer states. */
     const sl_mem_space space = plan->offload_optimizer ? SL_SPACE_HOST : SL_SPACE_DEVICE;
     for (int r = 0; r < plan->world_size; r++) {
-        sl_observation_mem_alloc(run->obs, r, space, SL_MEM_GRADS_SHARDED, shard * (int64_t)sl_dtype_size(gd));
+        sl_observation_mem_alloc(run->obs, r, space, SL_MEM_GRADS_SHARDED,
+                                 shard * (int64_t)sl_dtype_size(gd));
     }
 }
 
@@ -182,7 +191,8 @@ sl_status sl_ref_run_create(const sl_plan *plan, const sl_model_desc *model,
         run->gathered[r] = calloc((size_t)model->n_units, sizeof(bool));
         run->dlosses[r] = calloc((size_t)bt, sizeof(float));
         ok = run->grads[r] && (run->local[r] || !no_sync) && run->gathered[r] && run->dlosses[r] &&
-             sl_ref_gpt2_acts_create(model, plan->micro_batch_size, plan->seq_len, &run->acts[r]) == SL_OK;
+             sl_ref_gpt2_acts_create(model, plan->micro_batch_size, plan->seq_len, &run->acts[r]) ==
+                 SL_OK;
     }
     if (!ok) {
         st = sl_error_set(SL_ERR_OOM, "out of memory allocating the reference run's buffers");
@@ -191,12 +201,14 @@ sl_status sl_ref_run_create(const sl_plan *plan, const sl_model_desc *model,
     if ((st = sl_ref_initial_values(run, initial)) != SL_OK) goto done;
     if ((st = sl_ref_shards_create(plan, model, initial, obs, &run->shards)) != SL_OK) goto done;
     run->shards->reverse_reduction_order = opt->reverse_reduction_order;
-    if ((st = sl_loss_scaler_init(&run->scaler, plan->precision.loss_scale, &plan->scaler)) != SL_OK)
+    if ((st = sl_loss_scaler_init(&run->scaler, plan->precision.loss_scale, &plan->scaler)) !=
+        SL_OK)
         goto done;
     if ((st = sl_ref_open_data(run)) != SL_OK) goto done;
     sl_ref_account_resident_params(run);
     sl_ref_account_sharded_grads(run);
-    for (int s = 0; s < SL_STAGE_COUNT; s++) obs->dtype_table[s] = SL_DTYPE_COUNT; /* unobserved */
+    for (int s = 0; s < SL_STAGE_COUNT; s++)
+        obs->dtype_table[s] = SL_DTYPE_COUNT; /* unobserved */
 done:
     if (st != SL_OK) {
         sl_ref_run_destroy(run);
@@ -267,7 +279,7 @@ int64_t sl_ref_run_count_tokens(const sl_ref_run *run, int r, int m) {
     const int32_t *t = sl_ref_run_targets(run, r, m);
     const int64_t bt = (int64_t)run->plan->micro_batch_size * run->plan->seq_len;
     int64_t n = 0;
-    for (int64_t i = 0; i < bt; i++) n += t[i] >= 0;
+    for (int64_t i = 0; i < bt; i++)
+        n += t[i] >= 0;
     return n;
 }
-

@@ -20,19 +20,19 @@ typedef struct sl_ref_run {
     sl_observation *obs;
     sl_ref_shards *shards;
     sl_loss_scaler scaler;
-    int applied_steps;    /* optimizer steps not skipped: what the LR schedule counts */
-    bool record;          /* record collectives (the first step) */
+    int applied_steps; /* optimizer steps not skipped: what the LR schedule counts */
+    bool record;       /* record collectives (the first step) */
 
-    float **initial;  /* [P] the loaded parameters (load_dtype values), kept for init.safetensors */
-    float **params;   /* [P] full parameters as gathered (param_dtype values; identical on every
-                         rank, so one copy serves all) */
-    float ***grads;   /* [W][P] each rank's gradients of the current backward (param_dtype) */
-    float ***local;   /* [W][P] with SL_ACCUM_LOCAL_UNSHARDED, each rank's no_sync accumulator
-                         (accum_dtype); otherwise NULL and reductions read grads */
-    bool **gathered;  /* [W][n_units] whether rank r holds unit u gathered */
+    float **initial; /* [P] the loaded parameters (load_dtype values), kept for init.safetensors */
+    float **params;  /* [P] full parameters as gathered (param_dtype values; identical on every
+                        rank, so one copy serves all) */
+    float ***grads;  /* [W][P] each rank's gradients of the current backward (param_dtype) */
+    float ***local;  /* [W][P] with SL_ACCUM_LOCAL_UNSHARDED, each rank's no_sync accumulator
+                        (accum_dtype); otherwise NULL and reductions read grads */
+    bool **gathered; /* [W][n_units] whether rank r holds unit u gathered */
     sl_ref_gpt2_acts **acts; /* [W] */
-    float *losses;    /* (b, T) scratch */
-    float **dlosses;  /* [W] (b, T) */
+    float *losses;           /* (b, T) scratch */
+    float **dlosses;         /* [W] (b, T) */
 
     sl_dataset *train, *heldout;
     sl_sampler *sampler;

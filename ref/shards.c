@@ -90,7 +90,8 @@ void sl_ref_shards_gather(const sl_ref_shards *s, const int *params, int n, floa
                 if (!sl_ref_param_in(pc->param, params, n)) continue;
                 float *dst = full[pc->param] + pc->start;
                 const float *src = rs->master + pc->shard_offset;
-                for (int64_t e = 0; e < pc->end - pc->start; e++) dst[e] = sl_round_to(src[e], pd);
+                for (int64_t e = 0; e < pc->end - pc->start; e++)
+                    dst[e] = sl_round_to(src[e], pd);
             }
         }
     }
@@ -111,6 +112,10 @@ static void sl_ref_shards_assemble(const sl_ref_shards *s, float **full, int wan
     }
 }
 
-void sl_ref_shards_masters(const sl_ref_shards *s, float **full) { sl_ref_shards_assemble(s, full, 0); }
+void sl_ref_shards_masters(const sl_ref_shards *s, float **full) {
+    sl_ref_shards_assemble(s, full, 0);
+}
 
-void sl_ref_shards_grads(const sl_ref_shards *s, float **full) { sl_ref_shards_assemble(s, full, 1); }
+void sl_ref_shards_grads(const sl_ref_shards *s, float **full) {
+    sl_ref_shards_assemble(s, full, 1);
+}

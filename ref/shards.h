@@ -13,10 +13,10 @@
 typedef struct sl_ref_rank_shard {
     int n_pieces;
     sl_shard_piece *pieces; /* the parameter elements in the shard (padding holds zeros) */
-    float *master; /* (shard_numel,) master_dtype */
-    float *m, *v;  /* (shard_numel,) optim_dtype */
-    float *grad;   /* (shard_numel,) accum_dtype while accumulating reduced shards; master_dtype
-                      once the step's reduction is complete */
+    float *master;          /* (shard_numel,) master_dtype */
+    float *m, *v;           /* (shard_numel,) optim_dtype */
+    float *grad; /* (shard_numel,) accum_dtype while accumulating reduced shards; master_dtype
+                    once the step's reduction is complete */
 } sl_ref_rank_shard;
 
 typedef struct sl_ref_shards {
@@ -24,13 +24,13 @@ typedef struct sl_ref_shards {
     const sl_model_desc *model;
     int world;
     bool reverse_reduction_order; /* see sl_ref_reduce_element */
-    sl_ref_rank_shard **rank; /* rank[r][b] for r < W, b < plan->n_buffers */
+    sl_ref_rank_shard **rank;     /* rank[r][b] for r < W, b < plan->n_buffers */
 } sl_ref_shards;
 
 /* Creates every rank's shards, initialises masters from `full` (per-parameter f32 arrays of
  * the loaded values), following the plan's master_init rule, and accounts the memory. */
-sl_status sl_ref_shards_create(const sl_plan *plan, const sl_model_desc *model,
-                               float *const *full, sl_observation *obs, sl_ref_shards **out);
+sl_status sl_ref_shards_create(const sl_plan *plan, const sl_model_desc *model, float *const *full,
+                               sl_observation *obs, sl_ref_shards **out);
 void sl_ref_shards_destroy(sl_ref_shards *s);
 
 /* All-gather: writes the masters of parameters `params[0..n)` into full[p] rounded to the

@@ -8,10 +8,12 @@
 #include "ref/run.h"
 #include "shardlab/lr_schedule.h"
 
-double sl_ref_run_loss_scale(const sl_ref_run *run) { return run->scaler.scale; }
+double sl_ref_run_loss_scale(const sl_ref_run *run) {
+    return run->scaler.scale;
+}
 
 /* Runs fn over every owned piece of every rank's shards. */
-#define SL_REF_FOR_EACH_PIECE(run, r, b, rs, pc)                                                  \
+#define SL_REF_FOR_EACH_PIECE(run, r, b, rs, pc)                                                   \
     for (int r = 0; r < (run)->plan->world_size; r++)                                              \
         for (int b = 0; b < (run)->plan->n_buffers; b++)                                           \
             for (sl_ref_rank_shard *rs = &(run)->shards->rank[r][b]; rs; rs = NULL)                \
@@ -31,7 +33,8 @@ static sl_status sl_ref_global_norm(sl_ref_run *run, double *norm) {
     const int n_ranks = plan->layout == SL_LAYOUT_REPLICATED ? 1 : plan->shard_group_size;
     int total_pieces = 0;
     for (int r = 0; r < n_ranks; r++) {
-        for (int b = 0; b < plan->n_buffers; b++) total_pieces += run->shards->rank[r][b].n_pieces;
+        for (int b = 0; b < plan->n_buffers; b++)
+            total_pieces += run->shards->rank[r][b].n_pieces;
     }
     sl_grad_piece *pieces = calloc((size_t)total_pieces + 1, sizeof *pieces);
     sl_rank_grads *ranks = calloc((size_t)n_ranks, sizeof *ranks);
@@ -96,7 +99,8 @@ sl_status sl_ref_run_optimizer_step(sl_ref_run *run, sl_trajectory_step *rec) {
     if (pr->loss_scale == SL_SCALER_TORCH_GRADSCALER) {
         const float inv = sl_ref_torch_inv_scale(scale);
         SL_REF_FOR_EACH_PIECE(run, r, b, rs, pc) {
-            overflow |= sl_ref_grads_unscale(rs->grad + pc->shard_offset, (pc->end - pc->start), inv, md);
+            overflow |=
+                sl_ref_grads_unscale(rs->grad + pc->shard_offset, (pc->end - pc->start), inv, md);
         }
     } else if (pr->loss_scale != SL_SCALER_NONE) {
         SL_REF_FOR_EACH_PIECE(run, r, b, rs, pc) {
@@ -106,7 +110,8 @@ sl_status sl_ref_run_optimizer_step(sl_ref_run *run, sl_trajectory_step *rec) {
     const int last = plan->grad_accum_steps - 1;
     const bool sharded_grads = plan->strategy != SL_STRATEGY_NO_SHARD;
     if (pr->loss_scale != SL_SCALER_NONE && sharded_grads) { /* replicas all see every gradient */
-        sl_ref_record(run, SL_COLL_ALL_REDUCE, SL_GROUP_SHARD, SL_PHASE_STEP, last, -1, SL_DTYPE_F32, 1);
+        sl_ref_record(run, SL_COLL_ALL_REDUCE, SL_GROUP_SHARD, SL_PHASE_STEP, last, -1,
+                      SL_DTYPE_F32, 1);
     }
 
     double norm = 0.0;
@@ -144,7 +149,8 @@ sl_status sl_ref_run_optimizer_step(sl_ref_run *run, sl_trajectory_step *rec) {
     }
     /* New masters: every rank's gathered copies are stale. */
     for (int r = 0; r < plan->world_size; r++) {
-        for (int u = 0; u < run->model->n_units; u++) run->gathered[r][u] = false;
+        for (int u = 0; u < run->model->n_units; u++)
+            run->gathered[r][u] = false;
     }
     return SL_OK;
 }

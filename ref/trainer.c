@@ -46,11 +46,13 @@ static void sl_ref_token_weights(const sl_ref_run *run, int r, int m, int64_t gl
         w = (double)plan->world_size / (double)global_tokens;
     } else {
         int64_t local = 0;
-        for (int64_t i = 0; i < bt; i++) local += targets[i] >= 0;
+        for (int64_t i = 0; i < bt; i++)
+            local += targets[i] >= 0;
         w = local > 0 ? 1.0 / ((double)local * plan->grad_accum_steps) : 0.0;
     }
     const float wf = (float)w * scale;
-    for (int64_t i = 0; i < bt; i++) dlosses[i] = targets[i] >= 0 ? wf : 0.0f;
+    for (int64_t i = 0; i < bt; i++)
+        dlosses[i] = targets[i] >= 0 ? wf : 0.0f;
 }
 
 /* Micro-step m on every rank. Ranks advance in lockstep, unit by unit, because that is where
@@ -64,7 +66,8 @@ static double sl_ref_micro_step(sl_ref_run *run, int m, int64_t global_tokens, f
     const int64_t bt = (int64_t)plan->micro_batch_size * plan->seq_len;
 
     /* forward: root (embeddings), blocks 0..L-1, then the root's ln_f + tied head */
-    for (int r = 0; r < W; r++) sl_ref_run_activations_begin(run, r);
+    for (int r = 0; r < W; r++)
+        sl_ref_run_activations_begin(run, r);
     for (int u = 0; u <= L; u++) {
         for (int r = 0; r < W; r++) {
             sl_ref_run_gather(run, r, u, SL_PHASE_FORWARD, m);
@@ -74,7 +77,8 @@ static double sl_ref_micro_step(sl_ref_run *run, int m, int64_t global_tokens, f
                 sl_ref_run_gather(run, r, u + 1, SL_PHASE_FORWARD, m);
             }
             if (u == 0) {
-                sl_ref_gpt2_embed_forward(model, run->params, sl_ref_run_inputs(run, r, m), cd, run->acts[r]);
+                sl_ref_gpt2_embed_forward(model, run->params, sl_ref_run_inputs(run, r, m), cd,
+                                          run->acts[r]);
             } else {
                 sl_ref_gpt2_block_forward(model, u - 1, run->params, cd, run->acts[r]);
             }
@@ -85,7 +89,8 @@ static double sl_ref_micro_step(sl_ref_run *run, int m, int64_t global_tokens, f
     for (int r = 0; r < W; r++) {
         const int32_t *targets = sl_ref_run_targets(run, r, m);
         sl_ref_gpt2_head_forward(model, run->params, targets, cd, run->acts[r], run->losses);
-        for (int64_t i = 0; i < bt; i++) loss_sum += targets[i] >= 0 ? run->losses[i] : 0.0;
+        for (int64_t i = 0; i < bt; i++)
+            loss_sum += targets[i] >= 0 ? run->losses[i] : 0.0;
         sl_ref_token_weights(run, r, m, global_tokens, scale, run->dlosses[r]);
     }
 
@@ -103,11 +108,13 @@ static double sl_ref_micro_step(sl_ref_run *run, int m, int64_t global_tokens, f
         sl_ref_run_unit_backward_done(run, 1 + l, m);
     }
     for (int r = 0; r < W; r++) {
-        sl_ref_gpt2_embed_backward(model, run->grads[r], sl_ref_run_inputs(run, r, m), cd, run->acts[r]);
+        sl_ref_gpt2_embed_backward(model, run->grads[r], sl_ref_run_inputs(run, r, m), cd,
+                                   run->acts[r]);
     }
     sl_ref_run_unit_backward_done(run, 0, m); /* the root's gradients are complete last */
     sl_ref_run_backward_end(run, m);
-    for (int r = 0; r < W; r++) sl_ref_run_activations_end(run, r);
+    for (int r = 0; r < W; r++)
+        sl_ref_run_activations_end(run, r);
     return loss_sum;
 }
 
@@ -117,11 +124,13 @@ static sl_status sl_ref_train_step(sl_ref_run *run, int step, sl_trajectory_step
     SL_TRY(sl_ref_run_load_batch(run, step));
     int64_t global_tokens = 0;
     for (int r = 0; r < W; r++) {
-        for (int m = 0; m < k; m++) global_tokens += sl_ref_run_count_tokens(run, r, m);
+        for (int m = 0; m < k; m++)
+            global_tokens += sl_ref_run_count_tokens(run, r, m);
     }
     const float scale = (float)sl_ref_run_loss_scale(run);
     double loss_sum = 0.0;
-    for (int m = 0; m < k; m++) loss_sum += sl_ref_micro_step(run, m, global_tokens, scale);
+    for (int m = 0; m < k; m++)
+        loss_sum += sl_ref_micro_step(run, m, global_tokens, scale);
     *out = (sl_trajectory_step){.step = step + 1,
                                 .loss = global_tokens > 0 ? loss_sum / (double)global_tokens : NAN,
                                 .loss_scale = scale,

@@ -13,13 +13,13 @@
 #include "shardlab/trajectory.h"
 
 typedef struct sl_ref_options {
-    const char *data;      /* "default" or a path (data.h) */
+    const char *data; /* "default" or a path (data.h) */
     sl_sample_mode sampling;
-    const char *out_dir;   /* NULL: write nothing */
-    const char *init_from; /* safetensors file with Hugging Face names, or NULL */
-    int eval_every;        /* held-out loss every N steps (0: never) */
-    int eval_batches;      /* global batches per held-out evaluation */
-    int progress;          /* print one line per step through the logger */
+    const char *out_dir;          /* NULL: write nothing */
+    const char *init_from;        /* safetensors file with Hugging Face names, or NULL */
+    int eval_every;               /* held-out loss every N steps (0: never) */
+    int eval_batches;             /* global batches per held-out evaluation */
+    int progress;                 /* print one line per step through the logger */
     bool reverse_reduction_order; /* sum ranks in descending order (noise-floor measurement) */
 } sl_ref_options;
 

@@ -8,7 +8,8 @@ static bool sl_ref_reshards_after_forward(const sl_plan *plan) {
 }
 
 bool sl_ref_run_syncs(const sl_ref_run *run, int micro) {
-    return run->plan->accum_mode == SL_ACCUM_REDUCED_SHARD || micro == run->plan->grad_accum_steps - 1;
+    return run->plan->accum_mode == SL_ACCUM_REDUCED_SHARD ||
+           micro == run->plan->grad_accum_steps - 1;
 }
 
 void sl_ref_run_gather(sl_ref_run *run, int r, int unit, sl_phase phase, int micro) {

@@ -37,8 +37,8 @@ sl_status sl_engine_gather_full(sl_engine *e, sl_engine_state which, int root, f
         return sl_error_set(SL_ERR_INVALID_ARG,
                             "engine: an inference-only engine has no optimizer state to gather");
     }
-    const void *src = which == SL_ENGINE_MASTERS     ? e->master
-                      : which == SL_ENGINE_EXP_AVG   ? e->m
+    const void *src = which == SL_ENGINE_MASTERS      ? e->master
+                      : which == SL_ENGINE_EXP_AVG    ? e->m
                       : which == SL_ENGINE_EXP_AVG_SQ ? e->v
                                                       : e->step1_grads;
     const sl_dtype dt = which == SL_ENGINE_MASTERS ? e->md : moments ? e->od : SL_DTYPE_F32;

@@ -25,15 +25,22 @@ typedef enum sl_source_kind {
 
 typedef struct sl_source {
     sl_source_kind kind;
-    char file[256];     /* FILE: path; ENV: variable name; FLAG/DEFAULT: "" */
-    int line;           /* FILE: 1-based line; otherwise 0 */
-    char spelling[128]; /* the key as the user wrote it: "--zero_stage", "zero_optimization.stage" */
+    char file[256]; /* FILE: path; ENV: variable name; FLAG/DEFAULT: "" */
+    int line;       /* FILE: 1-based line; otherwise 0 */
+    char
+        spelling[128]; /* the key as the user wrote it: "--zero_stage", "zero_optimization.stage" */
 } sl_source;
 
 /* "--zero_stage", "ds.json:4 (zero_optimization.stage)", "$SHARDLAB_ZERO_STAGE", "default". */
 void sl_source_describe(const sl_source *src, char *buf, size_t cap);
 
-typedef enum sl_key_type { SL_KEY_BOOL, SL_KEY_INT, SL_KEY_FLOAT, SL_KEY_ENUM, SL_KEY_STRING } sl_key_type;
+typedef enum sl_key_type {
+    SL_KEY_BOOL,
+    SL_KEY_INT,
+    SL_KEY_FLOAT,
+    SL_KEY_ENUM,
+    SL_KEY_STRING
+} sl_key_type;
 
 /* One entry of the vocabulary. For SL_KEY_ENUM, `allowed` is a NULL-terminated list of canonical
  * values; `aliases` is a NULL-terminated list of "alias=CANONICAL" pairs (e.g. "1=FULL_SHARD"). */
@@ -82,7 +89,8 @@ void sl_config_unset(sl_config *cfg, const char *key);
 
 size_t sl_config_size(const sl_config *cfg);
 /* Entry i in insertion order; returns the key and fills value/src. */
-const char *sl_config_entry(const sl_config *cfg, size_t i, const char **value, const sl_source **src);
+const char *sl_config_entry(const sl_config *cfg, size_t i, const char **value,
+                            const sl_source **src);
 
 /* Typed reads used by the plan compiler. An unset key yields `dflt` (as a DEFAULT source). A
  * malformed or out-of-range value is an SL_ERR_CONFIG error naming the key, its source, what was

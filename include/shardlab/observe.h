@@ -13,15 +13,16 @@
 
 /* The rows of the Accelerate "Moving between FSDP and DeepSpeed" table (DESIGN.md §4.3). */
 typedef enum sl_stage {
-    SL_STAGE_PREPARATION,       /* flat / master params */
-    SL_STAGE_OPTIMIZER_STATES,  /* Adam moments */
-    SL_STAGE_TRAINING,          /* forward / backward compute */
-    SL_STAGE_GRADIENT_REDUCTION,/* gradient collectives */
-    SL_STAGE_OPTIMIZER_STEP,    /* the parameters the optimizer updates */
+    SL_STAGE_PREPARATION,        /* flat / master params */
+    SL_STAGE_OPTIMIZER_STATES,   /* Adam moments */
+    SL_STAGE_TRAINING,           /* forward / backward compute */
+    SL_STAGE_GRADIENT_REDUCTION, /* gradient collectives */
+    SL_STAGE_OPTIMIZER_STEP,     /* the parameters the optimizer updates */
     SL_STAGE_COUNT
 } sl_stage;
 
-/* JSON keys: "preparation", "optimizer_states", "training", "gradient_reduction", "optimizer_step". */
+/* JSON keys: "preparation", "optimizer_states", "training", "gradient_reduction", "optimizer_step".
+ */
 const char *sl_stage_key(sl_stage s);
 
 typedef enum sl_coll_op {
@@ -34,9 +35,9 @@ typedef enum sl_coll_op {
 const char *sl_coll_op_name(sl_coll_op op); /* "all_gather", ... */
 
 typedef enum sl_coll_group {
-    SL_GROUP_WORLD,   /* all W ranks */
-    SL_GROUP_SHARD,   /* the G ranks of one shard group (= world without hybrid sharding) */
-    SL_GROUP_REPLICA  /* the W/G ranks holding the same shard (hybrid sharding) */
+    SL_GROUP_WORLD,  /* all W ranks */
+    SL_GROUP_SHARD,  /* the G ranks of one shard group (= world without hybrid sharding) */
+    SL_GROUP_REPLICA /* the W/G ranks holding the same shard (hybrid sharding) */
 } sl_coll_group;
 const char *sl_coll_group_name(sl_coll_group g);
 

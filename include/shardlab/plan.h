@@ -15,7 +15,7 @@
 #include "shardlab/status.h"
 
 typedef enum sl_dialect {
-    SL_DIALECT_DDP,      /* neither --use_fsdp nor --use_deepspeed: Accelerate MULTI_CPU/GPU */
+    SL_DIALECT_DDP, /* neither --use_fsdp nor --use_deepspeed: Accelerate MULTI_CPU/GPU */
     SL_DIALECT_FSDP1,
     SL_DIALECT_FSDP2,
     SL_DIALECT_DEEPSPEED
@@ -23,11 +23,11 @@ typedef enum sl_dialect {
 const char *sl_dialect_name(sl_dialect d); /* "ddp", "fsdp1", "fsdp2", "deepspeed" */
 
 typedef enum sl_strategy {
-    SL_STRATEGY_NO_SHARD,          /* DDP, FSDP NO_SHARD, ZeRO-0 */
-    SL_STRATEGY_SHARD_OPTIM,       /* ZeRO-1: optimizer states (+ masters) sharded */
-    SL_STRATEGY_SHARD_GRAD_OP,     /* FSDP SHARD_GRAD_OP, FSDP2 reshard_after_forward=false, ZeRO-2 */
-    SL_STRATEGY_FULL_SHARD,        /* FSDP FULL_SHARD, FSDP2 reshard_after_forward=true, ZeRO-3 */
-    SL_STRATEGY_HYBRID_SHARD,      /* FULL_SHARD within a group of G ranks, replicated across */
+    SL_STRATEGY_NO_SHARD,      /* DDP, FSDP NO_SHARD, ZeRO-0 */
+    SL_STRATEGY_SHARD_OPTIM,   /* ZeRO-1: optimizer states (+ masters) sharded */
+    SL_STRATEGY_SHARD_GRAD_OP, /* FSDP SHARD_GRAD_OP, FSDP2 reshard_after_forward=false, ZeRO-2 */
+    SL_STRATEGY_FULL_SHARD,    /* FSDP FULL_SHARD, FSDP2 reshard_after_forward=true, ZeRO-3 */
+    SL_STRATEGY_HYBRID_SHARD,  /* FULL_SHARD within a group of G ranks, replicated across */
     SL_STRATEGY_HYBRID_SHARD_ZERO2 /* SHARD_GRAD_OP within a group, replicated across */
 } sl_strategy;
 const char *sl_strategy_name(sl_strategy s);
@@ -44,10 +44,10 @@ typedef enum sl_clip_rule { SL_CLIP_TORCH, SL_CLIP_DS } sl_clip_rule;
 typedef enum sl_adam_variant { SL_ADAM_TORCH, SL_ADAM_DS_FUSED } sl_adam_variant;
 typedef enum sl_loss_scaler_kind {
     SL_SCALER_NONE,
-    SL_SCALER_STATIC,            /* DeepSpeed fp16 with loss_scale > 0 */
-    SL_SCALER_ZERO_DYNAMIC,      /* DeepSpeed ZeRO 1-3 DynamicLossScaler (hysteresis) */
-    SL_SCALER_FP16_OPT_DYNAMIC,  /* DeepSpeed stage-0 FP16_Optimizer (no hysteresis) */
-    SL_SCALER_TORCH_GRADSCALER   /* torch.amp.GradScaler / FSDP ShardedGradScaler */
+    SL_SCALER_STATIC,           /* DeepSpeed fp16 with loss_scale > 0 */
+    SL_SCALER_ZERO_DYNAMIC,     /* DeepSpeed ZeRO 1-3 DynamicLossScaler (hysteresis) */
+    SL_SCALER_FP16_OPT_DYNAMIC, /* DeepSpeed stage-0 FP16_Optimizer (no hysteresis) */
+    SL_SCALER_TORCH_GRADSCALER  /* torch.amp.GradScaler / FSDP ShardedGradScaler */
 } sl_loss_scaler_kind;
 
 typedef enum sl_accum_mode {
@@ -76,8 +76,8 @@ typedef struct sl_precision {
     sl_dtype param_dtype;  /* gather + compute */
     sl_dtype reduce_dtype; /* gradient collectives */
     sl_grad_divide grad_divide;
-    sl_dtype accum_dtype;  /* un-synchronised micro-step gradients */
-    sl_dtype optim_dtype;  /* Adam moments (= master_dtype) */
+    sl_dtype accum_dtype; /* un-synchronised micro-step gradients */
+    sl_dtype optim_dtype; /* Adam moments (= master_dtype) */
     sl_norm_precision norm;
     sl_clip_rule clip;
     sl_adam_variant adam;
@@ -103,23 +103,24 @@ typedef enum sl_precision_field {
     SL_PREC_FIELD_COUNT
 } sl_precision_field;
 const char *sl_precision_field_name(sl_precision_field f); /* "load_dtype", ... */
-/* The field's value as DESIGN.md spells it: "bf16", "ROUNDED", "PRE_POST_POW2", "DS_FUSED", "on". */
+/* The field's value as DESIGN.md spells it: "bf16", "ROUNDED", "PRE_POST_POW2", "DS_FUSED", "on".
+ */
 const char *sl_precision_field_value(const sl_precision *p, sl_precision_field f);
 
 typedef struct sl_loss_scaler_config {
-    double init_scale;          /* 2^16 (GradScaler), 2^initial_scale_power (DeepSpeed) */
-    double growth_factor;       /* 2 */
-    double backoff_factor;      /* 0.5 */
-    int growth_interval;        /* GradScaler 2000; DeepSpeed loss_scale_window 1000 */
-    int hysteresis;             /* DeepSpeed delayed_shift, 2 */
+    double init_scale;     /* 2^16 (GradScaler), 2^initial_scale_power (DeepSpeed) */
+    double growth_factor;  /* 2 */
+    double backoff_factor; /* 0.5 */
+    int growth_interval;   /* GradScaler 2000; DeepSpeed loss_scale_window 1000 */
+    int hysteresis;        /* DeepSpeed delayed_shift, 2 */
     bool consecutive_hysteresis;
-    double min_scale;           /* DeepSpeed min_loss_scale, 1 */
+    double min_scale; /* DeepSpeed min_loss_scale, 1 */
 } sl_loss_scaler_config;
 
 typedef struct sl_optim_config {
     double lr;
     double beta1, beta2, eps;
-    double weight_decay; /* torch AdamW default 0.01; DeepSpeed 0 */
+    double weight_decay;  /* torch AdamW default 0.01; DeepSpeed 0 */
     double max_grad_norm; /* 0: no clipping */
     sl_lr_schedule schedule;
     int warmup_steps;
@@ -140,7 +141,7 @@ typedef struct sl_segment {
  * elements [r·shard_numel, (r+1)·shard_numel). NO_SHARD plans have one buffer per unit with
  * shard_numel == numel_padded (every rank owns everything). */
 typedef struct sl_flat_buffer {
-    int unit;        /* the unit whose gather brings it in; -1 for FLAT_GLOBAL (whole model) */
+    int unit; /* the unit whose gather brings it in; -1 for FLAT_GLOBAL (whole model) */
     int64_t numel_padded;
     int64_t shard_numel;
     int n_segments;
@@ -227,8 +228,8 @@ const char *sl_layout_name(sl_layout_kind k);
 typedef struct sl_plan {
     sl_dialect dialect;
     sl_strategy strategy;
-    int fsdp_version; /* 1 or 2; 0 when not FSDP */
-    int zero_stage;   /* 0..3; -1 when not DeepSpeed */
+    int fsdp_version;    /* 1 or 2; 0 when not FSDP */
+    int zero_stage;      /* 0..3; -1 when not DeepSpeed */
     const char *follows; /* framework versions whose behaviour the plan reproduces */
 
     int world_size;       /* W */
@@ -244,11 +245,11 @@ typedef struct sl_plan {
     bool forward_prefetch;
     int backward_prefetch; /* 0 none, 1 BACKWARD_PRE, 2 BACKWARD_POST */
     bool limit_all_gathers;
-    bool offload_params;    /* params_master lives in host memory (FSDP fsdp_offload_params;
-                               DeepSpeed offload_optimizer_device or offload_param_device = cpu:
-                               DeepSpeed keeps the fp32 masters with the optimizer) */
-    bool offload_optimizer; /* optim_states and grads_sharded live in host memory (FSDP CPU
-                               offload steps on the host; DeepSpeed offload_optimizer_device) */
+    bool offload_params;           /* params_master lives in host memory (FSDP fsdp_offload_params;
+                                      DeepSpeed offload_optimizer_device or offload_param_device = cpu:
+                                      DeepSpeed keeps the fp32 masters with the optimizer) */
+    bool offload_optimizer;        /* optim_states and grads_sharded live in host memory (FSDP CPU
+                                      offload steps on the host; DeepSpeed offload_optimizer_device) */
     int64_t persistence_threshold; /* ZeRO-3 stage3_param_persistence_threshold */
 
     sl_precision precision;

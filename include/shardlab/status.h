@@ -23,8 +23,7 @@ typedef enum sl_status {
 
 /* Records `fmt` as the current error message and returns `code` (so callers can write
  * `return sl_error_set(SL_ERR_IO, "...", ...)`). */
-sl_status sl_error_set(sl_status code, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+sl_status sl_error_set(sl_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 sl_status sl_error_setv(sl_status code, const char *fmt, va_list ap);
 
 /* Prepends context ("while loading FILE: ") to the current message; returns `code`. */
@@ -42,8 +41,7 @@ const char *sl_status_name(sl_status code);
 #define SL_TRY(expr)                                                                               \
     do {                                                                                           \
         sl_status sl_try_status_ = (expr);                                                         \
-        if (sl_try_status_ != SL_OK)                                                               \
-            return sl_try_status_;                                                                 \
+        if (sl_try_status_ != SL_OK) return sl_try_status_;                                        \
     } while (0)
 
 #endif

@@ -75,14 +75,16 @@ static void test_init_follows_gpt2_rule(void **state) {
             sum += x[i];
             sq += (double)x[i] * x[i];
         }
-        const double mean = sum / (double)pd->numel, sd = sqrt(sq / (double)pd->numel - mean * mean);
+        const double mean = sum / (double)pd->numel,
+                     sd = sqrt(sq / (double)pd->numel - mean * mean);
         if (strstr(pd->name, "ln_") && strstr(pd->name, ".weight")) {
             assert_true(mean == 1.0 && sd == 0.0);
         } else if (strstr(pd->name, ".bias")) {
             assert_true(mean == 0.0 && sd == 0.0);
         } else {
             const double want = strstr(pd->name, "c_proj.weight") ? proj : 0.02;
-            if (fabs(sd - want) > 0.06 * want || fabs(mean) > 6.0 * want / sqrt((double)pd->numel)) {
+            if (fabs(sd - want) > 0.06 * want ||
+                fabs(mean) > 6.0 * want / sqrt((double)pd->numel)) {
                 fail_msg("%s: mean %.3g sd %.4g, expected N(0, %.4g)", pd->name, mean, sd, want);
             }
         }
@@ -118,18 +120,22 @@ static void test_shard_initialisation_equals_full_initialisation_every_layout(vo
             for (int b = 0; b < fx.plan->n_buffers; b++) {
                 const sl_flat_buffer *buf = &fx.plan->buffers[b];
                 sl_shard_piece *pieces = calloc((size_t)buf->n_segments + 1, sizeof *pieces);
-                const int ranks = buf->shard_numel == buf->numel_padded ? 1 : fx.plan->shard_group_size;
+                const int ranks =
+                    buf->shard_numel == buf->numel_padded ? 1 : fx.plan->shard_group_size;
                 for (int r = 0; r < ranks; r++) {
                     int64_t pad = 0;
                     const int n = sl_plan_shard_pieces(buf, r, pieces, &pad);
                     for (int i = 0; i < n; i++) {
                         const int64_t len = pieces[i].end - pieces[i].start;
                         float *mine = calloc((size_t)len, sizeof(float));
-                        sl_model_init_range(fx.model, pieces[i].param, seed, pieces[i].start, len, mine);
-                        if (memcmp(mine, full[pieces[i].param] + pieces[i].start, (size_t)len * sizeof(float))) {
-                            fail_msg("%s: rank %d's piece [%lld, %lld) of %s differs from the full init",
-                                     flags, r, (long long)pieces[i].start, (long long)pieces[i].end,
-                                     m->params[pieces[i].param].name);
+                        sl_model_init_range(fx.model, pieces[i].param, seed, pieces[i].start, len,
+                                            mine);
+                        if (memcmp(mine, full[pieces[i].param] + pieces[i].start,
+                                   (size_t)len * sizeof(float))) {
+                            fail_msg(
+                                "%s: rank %d's piece [%lld, %lld) of %s differs from the full init",
+                                flags, r, (long long)pieces[i].start, (long long)pieces[i].end,
+                                m->params[pieces[i].param].name);
                         }
                         covered += len;
                         free(mine);
@@ -141,7 +147,8 @@ static void test_shard_initialisation_equals_full_initialisation_every_layout(vo
             fixture_free(&fx);
         }
     }
-    for (int p = 0; p < m->n_params; p++) free(full[p]);
+    for (int p = 0; p < m->n_params; p++)
+        free(full[p]);
     free(full);
     sl_model_desc_destroy(m);
 }

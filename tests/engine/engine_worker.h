@@ -16,9 +16,10 @@ sl_status ew_train(sl_session *s, const sl_model_desc *model, const char *flags,
 
 /* argv[0] names the scenario: "observe K [MODEL [SET [PRECISION]]]" (observed == predicted with
  * K micro-steps on MODEL, default gpt-tiny, for the strategies of SET — "all" (default),
- * "sharded" or "zero3" — and every precision, or those whose flags contain PRECISION), "determinism" (two deterministic runs bit-identical),
- * "coexist" (a forward-only teacher engine beside a training student leaves the student's
- * results unchanged). Returns the process exit status. */
+ * "sharded" or "zero3" — and every precision, or those whose flags contain PRECISION),
+ * "determinism" (two deterministic runs bit-identical), "coexist" (a forward-only teacher engine
+ * beside a training student leaves the student's results unchanged). Returns the process exit
+ * status. */
 int ew_main(int argc, char **argv);
 
 #endif

@@ -16,7 +16,8 @@
 #include "shardlab/safetensors.h"
 
 sl_model_desc *harness_model(void) {
-    sl_gpt2_config c = {.n_layer = 2, .n_embd = 32, .n_head = 2, .block_size = 32, .vocab_size = 256};
+    sl_gpt2_config c = {
+        .n_layer = 2, .n_embd = 32, .n_head = 2, .block_size = 32, .vocab_size = 256};
     sl_model_desc *m = NULL;
     assert_int_equal(sl_model_desc_create_gpt2(&c, &m), SL_OK);
     return m;
@@ -34,7 +35,8 @@ void harness_run(const sl_model_desc *model, const char *flags, const sl_ref_opt
     snprintf(buf, sizeof buf, "%s", flags);
     char *argv[128];
     int argc = 0;
-    for (char *tok = strtok(buf, " "); tok && argc < 128; tok = strtok(NULL, " ")) argv[argc++] = tok;
+    for (char *tok = strtok(buf, " "); tok && argc < 128; tok = strtok(NULL, " "))
+        argv[argc++] = tok;
     char *rest[128];
     int n_rest = 0;
     sl_config *cfg = NULL;
@@ -53,7 +55,8 @@ void harness_run(const sl_model_desc *model, const char *flags, const sl_ref_opt
     o.out_dir = out->dir;
     sl_trajectory_init(&out->traj, "ref");
     assert_int_equal(sl_observation_init(&out->obs, out->plan->world_size), SL_OK);
-    if (sl_ref_train(out->plan, model, &o, &out->traj, &out->obs) != SL_OK) harness_fail("train", flags);
+    if (sl_ref_train(out->plan, model, &o, &out->traj, &out->obs) != SL_OK)
+        harness_fail("train", flags);
 
     char path[512];
     snprintf(path, sizeof path, "%s/final.safetensors", out->dir);
@@ -78,7 +81,8 @@ void harness_free(const sl_model_desc *model, ref_result *r) {
         unlink(path);
     }
     rmdir(r->dir);
-    for (int p = 0; r->final && p < model->n_params; p++) free(r->final[p]);
+    for (int p = 0; r->final && p < model->n_params; p++)
+        free(r->final[p]);
     free(r->final);
     sl_trajectory_free(&r->traj);
     sl_observation_free(&r->obs);
@@ -96,7 +100,8 @@ double harness_loss_divergence(const ref_result *a, const ref_result *b) {
     return worst;
 }
 
-double harness_param_divergence(const sl_model_desc *model, const ref_result *a, const ref_result *b) {
+double harness_param_divergence(const sl_model_desc *model, const ref_result *a,
+                                const ref_result *b) {
     double worst = 0.0;
     for (int p = 0; p < model->n_params; p++) {
         for (int64_t i = 0; i < model->params[p].numel; i++) {
@@ -108,7 +113,8 @@ double harness_param_divergence(const sl_model_desc *model, const ref_result *a,
     return worst;
 }
 
-long harness_param_bits_differ(const sl_model_desc *model, const ref_result *a, const ref_result *b) {
+long harness_param_bits_differ(const sl_model_desc *model, const ref_result *a,
+                               const ref_result *b) {
     long n = 0;
     for (int p = 0; p < model->n_params; p++) {
         n += memcmp(a->final[p], b->final[p], (size_t)model->params[p].numel * sizeof(float)) != 0;

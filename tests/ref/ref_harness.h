@@ -31,8 +31,10 @@ void harness_free(const sl_model_desc *model, ref_result *r);
 /* max over steps of |loss_a - loss_b| / |loss_b| */
 double harness_loss_divergence(const ref_result *a, const ref_result *b);
 /* max over parameter elements of |a - b| / (|b| + 1e-3) */
-double harness_param_divergence(const sl_model_desc *model, const ref_result *a, const ref_result *b);
+double harness_param_divergence(const sl_model_desc *model, const ref_result *a,
+                                const ref_result *b);
 /* Number of parameter elements whose bits differ. */
-long harness_param_bits_differ(const sl_model_desc *model, const ref_result *a, const ref_result *b);
+long harness_param_bits_differ(const sl_model_desc *model, const ref_result *a,
+                               const ref_result *b);
 
 #endif

@@ -59,9 +59,10 @@ static void check_observation(const char *flags, const ref_result *r) {
     int bad = 0;
     for (int s = 0; s < SL_STAGE_COUNT; s++) {
         if (pred->dtype_table[s] != obs->dtype_table[s]) {
-            print_error("%s: dtype of %s: predicted %s, observed %s\n", flags, sl_stage_key((sl_stage)s),
-                        sl_dtype_name(pred->dtype_table[s]),
-                        obs->dtype_table[s] < SL_DTYPE_COUNT ? sl_dtype_name(obs->dtype_table[s]) : "(none)");
+            print_error("%s: dtype of %s: predicted %s, observed %s\n", flags,
+                        sl_stage_key((sl_stage)s), sl_dtype_name(pred->dtype_table[s]),
+                        obs->dtype_table[s] < SL_DTYPE_COUNT ? sl_dtype_name(obs->dtype_table[s])
+                                                             : "(none)");
             bad = 1;
         }
     }
@@ -81,9 +82,10 @@ static void check_observation(const char *flags, const ref_result *r) {
             for (int c = 0; c < SL_MEM_CATEGORY_COUNT; c++) {
                 int64_t want = pred->memory[rank].peak[sp][c], got = obs->memory[rank].peak[sp][c];
                 if (want != got) {
-                    print_error("%s: rank %d %s %s peak: predicted %lld, observed %lld bytes\n", flags,
-                                rank, sl_mem_space_name((sl_mem_space)sp),
-                                sl_mem_category_name((sl_mem_category)c), (long long)want, (long long)got);
+                    print_error("%s: rank %d %s %s peak: predicted %lld, observed %lld bytes\n",
+                                flags, rank, sl_mem_space_name((sl_mem_space)sp),
+                                sl_mem_category_name((sl_mem_category)c), (long long)want,
+                                (long long)got);
                     bad = 1;
                 }
             }
@@ -100,7 +102,8 @@ static void test_observed_equals_predicted_every_strategy_and_precision_w4_k2(vo
         for (size_t p = 0; p < sizeof precisions / sizeof precisions[0]; p++) {
             /* DeepSpeed's fp16 scale starts at 2^16 and would overflow this model's first step,
              * which then does no optimizer work to observe: start it lower. */
-            const bool ds_fp16 = strstr(strategies[s], "deepspeed") && strstr(precisions[p], "fp16");
+            const bool ds_fp16 =
+                strstr(strategies[s], "deepspeed") && strstr(precisions[p], "fp16");
             char flags[512];
             snprintf(flags, sizeof flags,
                      "%s %s%s --num_processes 4 --gradient_accumulation_steps 2 --max_steps 1 "

@@ -36,7 +36,8 @@ static void plain_training(const sl_model_desc *model, sl_adam_variant adam, int
                            float **final, double *losses) {
     const int b = 2, T = 32, P = model->n_params;
     const uint64_t seed = 11;
-    sl_optim_config oc = {.lr = 3e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01};
+    sl_optim_config oc = {
+        .lr = 3e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01};
     float **grads = calloc((size_t)P, sizeof *grads), **m = calloc((size_t)P, sizeof *m),
           **v = calloc((size_t)P, sizeof *v);
     for (int p = 0; p < P; p++) {
@@ -61,20 +62,24 @@ static void plain_training(const sl_model_desc *model, sl_adam_variant adam, int
     for (int s = 0; s < steps; s++) {
         assert_int_equal(sl_sampler_fill(smp, s, 0, 0, inputs, targets, NULL, NULL), SL_OK);
         sl_ref_gpt2_embed_forward(model, final, inputs, SL_DTYPE_F32, acts);
-        for (int l = 0; l < model->gpt2.n_layer; l++) sl_ref_gpt2_block_forward(model, l, final, SL_DTYPE_F32, acts);
+        for (int l = 0; l < model->gpt2.n_layer; l++)
+            sl_ref_gpt2_block_forward(model, l, final, SL_DTYPE_F32, acts);
         sl_ref_gpt2_head_forward(model, final, targets, SL_DTYPE_F32, acts, tl);
         double sum = 0.0;
-        for (int i = 0; i < b * T; i++) sum += tl[i];
+        for (int i = 0; i < b * T; i++)
+            sum += tl[i];
         losses[s] = sum / (b * T);
-        for (int i = 0; i < b * T; i++) dl[i] = (float)(1.0 / (b * T));
-        for (int p = 0; p < P; p++) memset(grads[p], 0, (size_t)model->params[p].numel * sizeof(float));
+        for (int i = 0; i < b * T; i++)
+            dl[i] = (float)(1.0 / (b * T));
+        for (int p = 0; p < P; p++)
+            memset(grads[p], 0, (size_t)model->params[p].numel * sizeof(float));
         sl_ref_gpt2_head_backward(model, final, grads, targets, dl, SL_DTYPE_F32, acts);
         for (int l = model->gpt2.n_layer - 1; l >= 0; l--)
             sl_ref_gpt2_block_backward(model, l, final, grads, SL_DTYPE_F32, acts);
         sl_ref_gpt2_embed_backward(model, grads, inputs, SL_DTYPE_F32, acts);
         for (int p = 0; p < P; p++) {
-            assert_int_equal(sl_ref_adamw_step(adam, &oc, oc.lr, s + 1, final[p], grads[p], m[p], v[p],
-                                               model->params[p].numel, SL_DTYPE_F32),
+            assert_int_equal(sl_ref_adamw_step(adam, &oc, oc.lr, s + 1, final[p], grads[p], m[p],
+                                               v[p], model->params[p].numel, SL_DTYPE_F32),
                              SL_OK);
         }
     }
@@ -112,17 +117,19 @@ static void test_w1_every_strategy_is_bitwise_plain_training(void **state) {
     const sl_ref_options opt = quiet_options();
     for (size_t i = 0; i < sizeof w1_plans / sizeof w1_plans[0]; i++) {
         char flags[512];
-        snprintf(flags, sizeof flags, "%s --num_processes 1 --max_steps %d" RUN, w1_plans[i], steps);
+        snprintf(flags, sizeof flags, "%s --num_processes 1 --max_steps %d" RUN, w1_plans[i],
+                 steps);
         ref_result r;
         harness_run(model, flags, &opt, &r);
         float **plain = calloc((size_t)model->n_params, sizeof *plain);
-        for (int p = 0; p < model->n_params; p++) plain[p] = calloc((size_t)model->params[p].numel, sizeof(float));
+        for (int p = 0; p < model->n_params; p++)
+            plain[p] = calloc((size_t)model->params[p].numel, sizeof(float));
         double losses[16];
         plain_training(model, r.plan->precision.adam, steps, plain, losses);
         for (int s = 0; s < steps; s++) {
             if (r.traj.steps[s].loss != losses[s]) {
-                print_error("plan '%s' step %d: loss %.9g, plain training %.9g\n", w1_plans[i], s + 1,
-                            r.traj.steps[s].loss, losses[s]);
+                print_error("plan '%s' step %d: loss %.9g, plain training %.9g\n", w1_plans[i],
+                            s + 1, r.traj.steps[s].loss, losses[s]);
                 fail();
             }
         }
@@ -184,7 +191,8 @@ static void test_w4_fp32_strategies_agree_within_summation_noise_floor(void **st
         opt.reverse_reduction_order = false;
         const double floor_loss = harness_loss_divergence(&b, &a);
         const double floor_param = harness_param_divergence(model, &b, &a);
-        assert_true(floor_loss > 0.0); /* the perturbation must be visible, or it measures nothing */
+        assert_true(floor_loss >
+                    0.0); /* the perturbation must be visible, or it measures nothing */
         /* The strategies of one dialect differ from its unsharded plan only in how reductions
          * and norms are ordered and split (layout, divide rule, group order): perturbations of
          * the floor's kind. 4× the floor (DESIGN.md §9) bounds them. */

@@ -69,7 +69,10 @@ static void test_zero_dynamic_scaler_skips_and_halves_with_hysteresis(void **sta
         }
         if (t->steps[i].skipped) {
             assert_true(applied == 0); /* this run only overflows while the scale comes down */
-            if (hysteresis == 1) scale /= 2; else hysteresis--;
+            if (hysteresis == 1)
+                scale /= 2;
+            else
+                hysteresis--;
         } else {
             applied++;
         }
@@ -106,12 +109,13 @@ static void test_skipped_steps_leave_parameters_unchanged(void **state) {
     for (int p = 0; p < model->n_params; p++) {
         const int64_t n = model->params[p].numel;
         float *init = calloc((size_t)n, sizeof(float));
-        assert_int_equal(sl_safetensors_read_f32(st, model->params[p].name, init, (size_t)n), SL_OK);
+        assert_int_equal(sl_safetensors_read_f32(st, model->params[p].name, init, (size_t)n),
+                         SL_OK);
         for (int64_t i = 0; i < n; i++) {
             const float want = sl_round_to(init[i], SL_DTYPE_F16);
             if (memcmp(&want, &r.final[p][i], sizeof want) != 0) {
-                print_error("%s[%lld]: %.9g after skipped steps, loaded %.9g\n", model->params[p].name,
-                            (long long)i, r.final[p][i], want);
+                print_error("%s[%lld]: %.9g after skipped steps, loaded %.9g\n",
+                            model->params[p].name, (long long)i, r.final[p][i], want);
                 fail();
             }
         }
@@ -130,20 +134,25 @@ static void test_accumulation_k_by_b_equals_one_by_kb_with_global_tokens(void **
     sl_model_desc *model = harness_model();
     sl_ref_options opt = quiet_options();
     opt.sampling = SL_SAMPLE_DOCUMENTS; /* variable-length rows: token counts differ per row */
-    const char *common = "--use_fsdp --num_processes 4 --max_steps 4 --seq_len 32 --seed 9 --lr 1e-3";
+    const char *common =
+        "--use_fsdp --num_processes 4 --max_steps 4 --seq_len 32 --seed 9 --lr 1e-3";
     char flags[512];
     ref_result acc, big, acc_mean, floor_run;
-    snprintf(flags, sizeof flags, "%s --gradient_accumulation_steps 4 --micro_batch_size 1", common);
+    snprintf(flags, sizeof flags, "%s --gradient_accumulation_steps 4 --micro_batch_size 1",
+             common);
     harness_run(model, flags, &opt, &acc);
-    snprintf(flags, sizeof flags, "%s --gradient_accumulation_steps 1 --micro_batch_size 4", common);
+    snprintf(flags, sizeof flags, "%s --gradient_accumulation_steps 1 --micro_batch_size 4",
+             common);
     harness_run(model, flags, &opt, &big);
     snprintf(flags, sizeof flags,
-             "%s --gradient_accumulation_steps 4 --micro_batch_size 1 --loss_normalization per_microbatch_mean",
+             "%s --gradient_accumulation_steps 4 --micro_batch_size 1 --loss_normalization "
+             "per_microbatch_mean",
              common);
     harness_run(model, flags, &opt, &acc_mean);
     /* Floor: the one-big-step run with reductions summed in the other order. */
     opt.reverse_reduction_order = true;
-    snprintf(flags, sizeof flags, "%s --gradient_accumulation_steps 1 --micro_batch_size 4", common);
+    snprintf(flags, sizeof flags, "%s --gradient_accumulation_steps 1 --micro_batch_size 4",
+             common);
     harness_run(model, flags, &opt, &floor_run);
     const double floor = harness_param_divergence(model, &floor_run, &big);
     const double d_global = harness_param_divergence(model, &acc, &big);
