@@ -14,6 +14,9 @@ typedef struct sl_bench_report_opts {
     const char *dir;        /* where the files go (must exist) */
     const char *results;    /* the result file as the report should name it */
     const char *comparison; /* a file holding `bench compare` output to include, or NULL */
+    /* for a report of several result files: a markdown list naming each (date, load), or NULL;
+     * the context table is then the first file's */
+    const char *sources;
 } sl_bench_report_opts;
 
 /* report_e2e.c: per model of the e2e runs, dir/bench-e2e-tokens-MODEL.{dat,gp} (tokens/s per

@@ -8,6 +8,7 @@
 #include "bench/results.h"
 #include "cli/bench_cli.h"
 #include "cli/commands.h"
+#include "common/json.h"
 
 static const char *const sl_compare_usage =
     "usage: shardlab bench compare BASELINE.json NEW.json [--threshold 5%] [--all]\n"
@@ -23,8 +24,9 @@ static const char *const sl_compare_usage =
     "  --all          list unchanged runs too\n";
 
 static const char *const sl_report_usage =
-    "usage: shardlab bench report RESULTS.json [--dir DIR] [--comparison FILE]\n"
-    "Writes DIR/benchmarks.md (default DIR: reports) from a result file: the machine, kernel\n"
+    "usage: shardlab bench report RESULTS.json... [--dir DIR] [--comparison FILE]\n"
+    "Writes DIR/benchmarks.md (default DIR: reports) from result files (several: their runs\n"
+    "together, e.g. one suite measured again beside an older full run): the machine, kernel\n"
     "GFLOP/s and GB/s, busbw against memcpy bandwidth, the collectives as nccl-tests prints\n"
     "them; and the gnuplot scripts and data of its plots (DIR/bench-*.gp: run gnuplot in DIR\n"
     "to draw the PNGs). --comparison FILE includes `bench compare` output saved in FILE.\n";
@@ -111,8 +113,35 @@ int sl_bench_cmd_compare(int argc, char **argv) {
     return rc;
 }
 
+enum { SL_REPORT_MAX_FILES = 8 };
+
+/* One line per result file: its name, date and the load average when it started, for a report
+ * made of several runs. */
+static sl_status sl_report_sources(const char *const *files, int n, char *buf, size_t cap) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < n; k++) {
+        sl_bench_results r;
+        SL_TRY(sl_bench_results_load(files[k], &r));
+        const char *date = sl_bench_results_context(&r, "date");
+        const sl_json *load = sl_json_get(sl_json_get(r.doc, "context"), "load_avg");
+        char load_text[64] = "";
+        if (load && sl_json_type_of(load) == SL_JSON_ARRAY && sl_json_count(load) == 3) {
+            snprintf(load_text, sizeof load_text, ", load average at start %.2f",
+                     sl_json_number(sl_json_at(load, 0)));
+        }
+        const int w = snprintf(buf + used, cap - used, "- `%s`: %s, %d runs%s\n", files[k],
+                               date ? date : "(no date)", r.n_runs, load_text);
+        sl_bench_results_free(&r);
+        if (w < 0 || (size_t)w >= cap - used) break;
+        used += (size_t)w;
+    }
+    return SL_OK;
+}
+
 int sl_bench_cmd_report(int argc, char **argv) {
-    const char *results = NULL;
+    const char *files[SL_REPORT_MAX_FILES];
+    int n_files = 0;
     sl_bench_report_opts o = {.dir = "reports"};
     for (int i = 0; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -125,22 +154,40 @@ int sl_bench_cmd_report(int argc, char **argv) {
             o.comparison = argv[++i];
         } else if (argv[i][0] == '-') {
             return sl_cli_report(sl_cli_unknown_flag(argv[i], sl_report_usage));
-        } else if (!results) {
-            results = argv[i];
+        } else if (n_files < SL_REPORT_MAX_FILES) {
+            files[n_files++] = argv[i];
         } else {
             return sl_cli_report(sl_error_set(SL_ERR_CONFIG,
-                                              "bench report: one result file, "
-                                              "found a second '%s'\n%s",
-                                              argv[i], sl_report_usage));
+                                              "bench report: at most %d result files, found "
+                                              "another '%s'\n%s",
+                                              SL_REPORT_MAX_FILES, argv[i], sl_report_usage));
         }
     }
-    if (!results) {
+    if (n_files == 0) {
         return sl_cli_report(sl_error_set(SL_ERR_CONFIG, "bench report: expected RESULTS.json\n%s",
                                           sl_report_usage));
     }
-    o.results = results;
+    char names[4096] = "", sources[4096] = "", merged[4096];
+    for (int k = 0; k < n_files; k++) {
+        const size_t used = strlen(names);
+        snprintf(names + used, sizeof names - used, "%s%s", k ? " " : "", files[k]);
+    }
+    o.results = names;
+    const char *load_from = files[0];
+    sl_status st = SL_OK;
+    if (n_files > 1) {
+        /* the runs of every file in one results set (the first file's context), staged beside
+         * the report */
+        snprintf(merged, sizeof merged, "%s/.bench-report-merged.json", o.dir);
+        st = sl_report_sources(files, n_files, sources, sizeof sources);
+        if (st == SL_OK) st = sl_bench_results_merge(files, n_files, merged);
+        if (st != SL_OK) return sl_cli_report(st);
+        o.sources = sources;
+        load_from = merged;
+    }
     sl_bench_results r;
-    sl_status st = sl_bench_results_load(results, &r);
+    st = sl_bench_results_load(load_from, &r);
+    if (n_files > 1) remove(merged);
     if (st != SL_OK) return sl_cli_report(st);
     int plots = 0;
     st = sl_bench_report_write(&r, &o, &plots);

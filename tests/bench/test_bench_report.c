@@ -111,6 +111,49 @@ static void test_report_writes_markdown_and_gnuplot_inputs(void **state) {
     sl_expect_in(path, "first 300.000");
 }
 
+/* A report of two result files (the kernels measured in one run, a collective in another) holds
+ * the rows of both, names both files, and leaves no staging file behind. */
+static void test_report_of_several_files_holds_the_runs_of_each(void **state) {
+    (void)state;
+    char a[4096], b[4096], md[4096], staged[4096];
+    snprintf(a, sizeof a, "%s/kernels.json", sl_dir);
+    snprintf(b, sizeof b, "%s/collectives.json", sl_dir);
+    const sl_fake_run ra[] = {{.name = "peak/sgemm_f32/m:2048/n:2048/k:2048/real_time",
+                               .unit = "ms",
+                               .times = {55},
+                               .n = 1,
+                               .counters = "\"gflops\": 300.0"},
+                              {.name = "matmul_fwd/fp32/gpt-small/fc/real_time",
+                               .unit = "us",
+                               .times = {8000},
+                               .n = 1,
+                               .counters = "\"gflops\": 150.0, \"pct_peak\": 50.0"},
+                              {.name = "memcpy/bytes:16777216/real_time",
+                               .unit = "us",
+                               .times = {1600},
+                               .n = 1,
+                               .counters = "\"gbps\": 10.0, \"size\": 16777216"}};
+    const sl_fake_run rb[] = {
+        {.name = "coll/all_reduce/fp32/native/W:2/bytes:16777216/iterations:5/manual_time",
+         .unit = "us",
+         .times = {2800},
+         .n = 1,
+         .counters = "\"size\": 16777216, \"count\": 4194304, \"time_us\": 2796.2, "
+                     "\"algbw\": 6.0, \"busbw\": 6.0, \"world\": 2"}};
+    sl_fake_results(a, "host-a", ra, 3);
+    sl_fake_results(b, "host-b", rb, 1);
+    char *args[] = {"report", a, b, "--dir", sl_dir};
+    const int rc = sl_cli(args, 5);
+    if (rc != 0) fail_msg("exit status %d; output:\n%s", rc, sl_out);
+    snprintf(md, sizeof md, "%s/benchmarks.md", sl_dir);
+    sl_expect_in(md, "| 150.0 | 50.0 |");
+    sl_expect_in(md, "| coll/all_reduce/fp32/native/W:2 | 60.0% | 16 MiB | 6.00 | 10.00 | met |");
+    sl_expect_in(md, "kernels.json`: ");
+    sl_expect_in(md, "collectives.json`: ");
+    snprintf(staged, sizeof staged, "%s/.bench-report-merged.json", sl_dir);
+    assert_false(sl_ts_exists(staged));
+}
+
 static void test_merge_keeps_every_entry_and_keeps_families_apart(void **state) {
     (void)state;
     char a[4096], b[4096], merged[4096];
@@ -169,6 +212,7 @@ static void test_bench_command_errors_name_the_problem(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_report_writes_markdown_and_gnuplot_inputs),
+        cmocka_unit_test(test_report_of_several_files_holds_the_runs_of_each),
         cmocka_unit_test(test_merge_keeps_every_entry_and_keeps_families_apart),
         cmocka_unit_test(test_bench_command_errors_name_the_problem),
     };
