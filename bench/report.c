@@ -266,9 +266,8 @@ static sl_status sl_md_write(FILE *f, void *ctx) {
         fprintf(f, "```\n");
     }
     sl_bench_report_e2e_md(m->r, f);
-    fprintf(f, "\n## Not measured yet\n\nThe step-time breakdown into compute and exposed "
-               "communication (the engine's API times whole calls) and the reference's time for "
-               "the same step (impl/ref ratio).\n");
+    fprintf(f, "\n## Not measured yet\n\nThe reference's time for the same step (the impl/ref "
+               "ratio is measured by hand: README, Performance).\n");
     return SL_OK;
 }
 

@@ -180,36 +180,41 @@ int sl_bench_print_e2e(const sl_bench_results *r, FILE *f, bool markdown) {
         sl_bench_name_base(run->name, name, sizeof name);
         if (n++ == 0) {
             if (markdown) {
-                fprintf(f, "| run | tokens/s | step (ms) | optimizer (ms) | MFU %% | rank 0 peak "
-                           "MiB | predicted MiB | shape |\n|---|---|---|---|---|---|---|---|\n");
+                fprintf(f, "| run | tokens/s | step (ms) | optimizer (ms) | exposed comm (ms) | "
+                           "MFU %% | rank 0 peak MiB | predicted MiB | shape |\n"
+                           "|---|---|---|---|---|---|---|---|---|\n");
             } else {
-                fprintf(f, "\n%-44s %10s %10s %9s %6s %10s %10s\n", "training steps", "tokens/s",
-                        "step ms", "optim ms", "MFU%", "mem MiB", "pred MiB");
+                fprintf(f, "\n%-44s %10s %10s %9s %9s %6s %10s %10s\n", "training steps",
+                        "tokens/s", "step ms", "optim ms", "comm ms", "MFU%", "mem MiB",
+                        "pred MiB");
             }
         }
         if (run->error) {
-            fprintf(f, markdown ? "| %s | failed: %s | | | | | | |\n" : "%-44s failed: %s\n", name,
-                    run->error);
+            fprintf(f, markdown ? "| %s | failed: %s | | | | | | | |\n" : "%-44s failed: %s\n",
+                    name, run->error);
             continue;
         }
         const double tok = sl_median_of(run, "tokens_per_s"), step = sl_median_of(run, "step_ms");
         const double opt = sl_median_of(run, "optimizer_ms"), mfu = sl_median_of(run, "mfu");
         const double mem = sl_median_of(run, "mem_MiB"), pred = sl_median_of(run, "pred_MiB");
-        /* a peer row has no optimizer split and no accounted memory: blank, not "nan" */
-        char cells[4][16];
-        const double vals[4] = {opt, mfu, mem, pred};
-        for (int c = 0; c < 4; c++) {
+        /* time blocked in the engine's collectives (comm_wait_ms: exposed communication) */
+        const double comm = sl_median_of(run, "comm_wait_ms");
+        /* a peer row has no optimizer split, no collectives and no accounted memory: blank, not
+         * "nan" */
+        char cells[5][16];
+        const double vals[5] = {opt, comm, mfu, mem, pred};
+        for (int c = 0; c < 5; c++) {
             if (isfinite(vals[c]))
                 snprintf(cells[c], sizeof cells[c], "%.1f", vals[c]);
             else
                 snprintf(cells[c], sizeof cells[c], markdown ? "" : "-");
         }
         if (markdown) {
-            fprintf(f, "| %s | %.0f | %.1f | %s | %s | %s | %s | %s |\n", name, tok, step, cells[0],
-                    cells[1], cells[2], cells[3], run->label);
+            fprintf(f, "| %s | %.0f | %.1f | %s | %s | %s | %s | %s | %s |\n", name, tok, step,
+                    cells[0], cells[1], cells[2], cells[3], cells[4], run->label);
         } else {
-            fprintf(f, "%-44s %10.0f %10.1f %9s %6s %10s %10s\n", name, tok, step, cells[0],
-                    cells[1], cells[2], cells[3]);
+            fprintf(f, "%-44s %10.0f %10.1f %9s %9s %6s %10s %10s\n", name, tok, step, cells[0],
+                    cells[1], cells[2], cells[3], cells[4]);
         }
     }
     return n;
