@@ -13,7 +13,11 @@
 
 static sl_status run(int argc, char **argv) {
     sl_session *s = NULL;
-    SL_TRY(sl_session_create_from_env(&s)); /* shardlab: the world and the launcher's config */
+    const sl_status created = sl_session_create_from_env(&s); /* shardlab: world + config */
+    if (created != SL_OK) {
+        fprintf(stderr, "train_mlp: %s\n", sl_error_message());
+        return created;
+    }
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
     int n_rest = 0;
     sl_status st = rest ? sl_config_parse_args(sl_session_config(s), argc, argv, rest, &n_rest)
@@ -71,12 +75,16 @@ static sl_status run(int argc, char **argv) {
     if (!handed && model.destroy) model.destroy(model.self);
     sl_plan_destroy(plan);
     sl_model_desc_destroy(desc);
+    if (st != SL_OK) {
+        fprintf(stderr, "train_mlp: %s\n", sl_error_message());
+        /* shardlab: a rank failing alone ends the whole job rather than leave the others
+         * waiting in a collective (returns at W = 1) */
+        sl_comm_abort(sl_session_comm(s), 1);
+    }
     sl_session_destroy(s);
     return st;
 }
 
 int main(int argc, char **argv) {
-    const sl_status st = run(argc - 1, argv + 1);
-    if (st != SL_OK) fprintf(stderr, "train_mlp: %s\n", sl_error_message());
-    return st == SL_OK ? 0 : 1;
+    return run(argc - 1, argv + 1) == SL_OK ? 0 : 1;
 }
