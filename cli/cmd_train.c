@@ -58,12 +58,7 @@ static sl_status sl_train_open_data(sl_train *t) {
         SL_TRY(sl_dataset_open(t->args.data, SL_SPLIT_HELDOUT, &t->heldout));
         SL_TRY(sl_dataset_check_vocab(t->heldout, t->desc->gpt2.vocab_size));
     }
-    sl_sampler_options so = sl_sampler_options_default();
-    so.seed = plan->seed;
-    so.world_size = plan->world_size;
-    so.micro_batch_size = plan->micro_batch_size;
-    so.grad_accum_steps = plan->grad_accum_steps;
-    so.seq_len = plan->seq_len;
+    sl_sampler_options so = sl_plan_sampler_options(plan);
     so.mode = t->args.sampling;
     if (t->resume.has_data) { /* the position in samples: G may have changed */
         so.start_epoch = t->resume.data.epoch;
@@ -118,11 +113,8 @@ static sl_status sl_train_step(sl_train *t, int step, sl_trajectory_step *rec) {
  * dropped (gather_for_metrics), sums over ranks in f64. */
 static sl_status sl_train_eval(sl_train *t, double *loss) {
     const sl_plan *plan = t->plan;
-    sl_sampler_options so = sl_sampler_options_default();
-    so.seed = plan->seed;
-    so.world_size = plan->world_size;
-    so.micro_batch_size = plan->micro_batch_size;
-    so.seq_len = plan->seq_len;
+    sl_sampler_options so = sl_plan_sampler_options(plan); /* one pass, in order */
+    so.grad_accum_steps = 1;
     so.shuffle = false;
     so.mode = t->args.sampling;
     sl_sampler *sampler = NULL;

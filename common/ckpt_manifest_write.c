@@ -5,6 +5,7 @@
 #include "common/ckpt_format.h"
 #include "common/fileio.h"
 #include "common/json.h"
+#include "common/optim_json.h"
 #include "shardlab/lr_schedule.h"
 
 typedef struct sl_mf_ctx {
@@ -64,12 +65,7 @@ static void sl_mf_state(sl_json_writer *w, const sl_ckpt_manifest *m) {
     sl_json_writer_begin_object(w);
     sl_json_writer_kv_string(w, "kind", "adamw");
     sl_json_writer_kv_int64(w, "applied_steps", m->applied_steps);
-    sl_json_writer_kv_double(w, "lr", o->lr);
-    sl_json_writer_kv_double(w, "beta1", o->beta1);
-    sl_json_writer_kv_double(w, "beta2", o->beta2);
-    sl_json_writer_kv_double(w, "eps", o->eps);
-    sl_json_writer_kv_double(w, "weight_decay", o->weight_decay);
-    sl_json_writer_kv_double(w, "max_grad_norm", o->max_grad_norm);
+    sl_optim_hparams_write_json(w, o);
     sl_json_writer_end_object(w);
 
     sl_json_writer_key(w, "lr_schedule");

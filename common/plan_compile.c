@@ -486,3 +486,13 @@ int sl_plan_shard_rank(const sl_plan *plan, int rank) {
 int sl_plan_replica(const sl_plan *plan, int rank) {
     return rank / plan->shard_group_size;
 }
+
+sl_sampler_options sl_plan_sampler_options(const sl_plan *plan) {
+    sl_sampler_options so = sl_sampler_options_default();
+    so.seed = plan->seed;
+    so.world_size = plan->world_size;
+    so.micro_batch_size = plan->micro_batch_size;
+    so.grad_accum_steps = plan->grad_accum_steps;
+    so.seq_len = plan->seq_len;
+    return so;
+}

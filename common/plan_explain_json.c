@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "common/observe_json.h"
+#include "common/optim_json.h"
 #include "common/plan_internal.h"
 #include "shardlab/log.h"
 
@@ -86,12 +87,7 @@ static void sl_json_scaler_optim(sl_json_writer *w, const sl_plan *plan) {
     const sl_optim_config *o = &plan->optim;
     sl_json_writer_key(w, "optimizer");
     sl_json_writer_begin_object(w);
-    sl_json_writer_kv_double(w, "lr", o->lr);
-    sl_json_writer_kv_double(w, "beta1", o->beta1);
-    sl_json_writer_kv_double(w, "beta2", o->beta2);
-    sl_json_writer_kv_double(w, "eps", o->eps);
-    sl_json_writer_kv_double(w, "weight_decay", o->weight_decay);
-    sl_json_writer_kv_double(w, "max_grad_norm", o->max_grad_norm);
+    sl_optim_hparams_write_json(w, o);
     sl_json_writer_kv_string(w, "schedule", sl_lr_schedule_name(o->schedule));
     sl_json_writer_kv_int64(w, "warmup_steps", o->warmup_steps);
     sl_json_writer_kv_double(w, "min_lr_ratio", o->min_lr_ratio);

@@ -9,12 +9,8 @@ sl_status sl_ref_run_eval(sl_ref_run *run, double *loss) {
     const sl_plan *plan = run->plan;
     const sl_model_desc *model = run->model;
     const int b = plan->micro_batch_size, T = plan->seq_len;
-    sl_sampler_options so = sl_sampler_options_default();
-    so.seed = plan->seed;
-    so.world_size = plan->world_size;
-    so.micro_batch_size = b;
+    sl_sampler_options so = sl_plan_sampler_options(plan); /* one pass, in order */
     so.grad_accum_steps = 1;
-    so.seq_len = T;
     so.shuffle = false;
     so.mode = run->opt->sampling;
     sl_sampler *sampler = NULL;

@@ -139,12 +139,7 @@ static sl_status sl_ref_open_data(sl_ref_run *run) {
         SL_TRY(sl_dataset_open(run->opt->data, SL_SPLIT_HELDOUT, &run->heldout));
         SL_TRY(sl_dataset_check_vocab(run->heldout, run->model->gpt2.vocab_size));
     }
-    sl_sampler_options so = sl_sampler_options_default();
-    so.seed = plan->seed;
-    so.world_size = plan->world_size;
-    so.micro_batch_size = plan->micro_batch_size;
-    so.grad_accum_steps = plan->grad_accum_steps;
-    so.seq_len = plan->seq_len;
+    sl_sampler_options so = sl_plan_sampler_options(plan);
     so.mode = run->opt->sampling;
     return sl_sampler_create(run->train, &so, &run->sampler);
 }

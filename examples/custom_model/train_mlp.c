@@ -41,12 +41,7 @@ static sl_status run(int argc, char **argv) {
     }
     if (st == SL_OK) st = sl_dataset_open("default", SL_SPLIT_TRAIN, &data);
     if (st == SL_OK) {
-        sl_sampler_options so = sl_sampler_options_default();
-        so.seed = plan->seed;
-        so.world_size = plan->world_size;
-        so.micro_batch_size = plan->micro_batch_size;
-        so.grad_accum_steps = plan->grad_accum_steps;
-        so.seq_len = plan->seq_len;
+        sl_sampler_options so = sl_plan_sampler_options(plan);
         st = sl_sampler_create(data, &so, &sampler);
     }
     const int rank = sl_session_rank(s);

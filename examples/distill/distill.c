@@ -199,12 +199,7 @@ static sl_status distill_setup(distill_run *r) {
 
     SL_TRY(sl_dataset_open("default", SL_SPLIT_TRAIN, &r->data));
     SL_TRY(sl_dataset_check_vocab(r->data, g[STUDENT].vocab_size));
-    sl_sampler_options so = sl_sampler_options_default();
-    so.seed = sp->seed;
-    so.world_size = sp->world_size;
-    so.micro_batch_size = sp->micro_batch_size;
-    so.grad_accum_steps = sp->grad_accum_steps;
-    so.seq_len = sp->seq_len;
+    sl_sampler_options so = sl_plan_sampler_options(sp);
     SL_TRY(sl_sampler_create(r->data, &so, &r->sampler));
     const size_t bt = (size_t)sp->micro_batch_size * (size_t)sp->seq_len;
     r->inputs = calloc(bt, sizeof *r->inputs);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "shardlab/config.h"
+#include "shardlab/data.h"
 #include "shardlab/dtype.h"
 #include "shardlab/model.h"
 #include "shardlab/observe.h"
@@ -283,6 +284,10 @@ typedef struct sl_plan {
  * are SL_ERR_CONFIG errors naming the key, its source and the allowed values). */
 sl_status sl_plan_compile(const sl_config *cfg, const sl_model_desc *model, sl_plan **out);
 void sl_plan_destroy(sl_plan *plan);
+
+/* The training sampler's options for this plan: its seed, world size, micro-batch, accumulation
+ * and sequence length; the rest (mode, shuffle, start position) at their defaults. */
+sl_sampler_options sl_plan_sampler_options(const sl_plan *plan);
 
 /* The dtype table rows of DESIGN.md §4.3 computed from the precision fields. */
 void sl_plan_dtype_table(const sl_plan *plan, sl_dtype out[SL_STAGE_COUNT]);

@@ -47,39 +47,42 @@ static void sl_expect_in(const char *path, const char *needle) {
     free(text);
 }
 
-/* A result file with the sgemm peak, one matmul, memcpy and all_reduce at 16 MiB on 2 and 4
- * ranks: busbw 6 and 4 GB/s against memcpy's 10 GB/s. */
+/* The sgemm peak, one matmul, memcpy (the kernels' runs, the first SL_SAMPLE_KERNEL_RUNS), then
+ * all_reduce at 16 MiB on 2 and 4 ranks: busbw 6 and 4 GB/s against memcpy's 10 GB/s. */
+enum { SL_SAMPLE_KERNEL_RUNS = 3, SL_SAMPLE_RUNS = 5 };
+static const sl_fake_run sl_sample_runs[SL_SAMPLE_RUNS] = {
+    {.name = "peak/sgemm_f32/m:2048/n:2048/k:2048/real_time",
+     .unit = "ms",
+     .times = {55},
+     .n = 1,
+     .counters = "\"gflops\": 300.0"},
+    {.name = "matmul_fwd/fp32/gpt-small/fc/real_time",
+     .unit = "us",
+     .times = {8000},
+     .n = 1,
+     .counters = "\"gflops\": 150.0, \"pct_peak\": 50.0"},
+    {.name = "memcpy/bytes:16777216/real_time",
+     .unit = "us",
+     .times = {1600},
+     .n = 1,
+     .counters = "\"gbps\": 10.0, \"size\": 16777216"},
+    {.name = "coll/all_reduce/fp32/native/W:2/bytes:16777216/iterations:5/manual_time",
+     .unit = "us",
+     .times = {2800},
+     .n = 1,
+     .counters = "\"size\": 16777216, \"count\": 4194304, \"time_us\": 2796.2, "
+                 "\"algbw\": 6.0, \"busbw\": 6.0, \"world\": 2"},
+    {.name = "coll/all_reduce/fp32/native/W:4/bytes:16777216/iterations:5/manual_time",
+     .unit = "us",
+     .times = {6300},
+     .n = 1,
+     .counters = "\"size\": 16777216, \"count\": 4194304, \"time_us\": 6291.5, "
+                 "\"algbw\": 2.6666666666666665, \"busbw\": 4.0, \"world\": 4"},
+};
+
+/* A result file with every sample run. */
 static void sl_write_sample(const char *path) {
-    const sl_fake_run runs[] = {
-        {.name = "peak/sgemm_f32/m:2048/n:2048/k:2048/real_time",
-         .unit = "ms",
-         .times = {55},
-         .n = 1,
-         .counters = "\"gflops\": 300.0"},
-        {.name = "matmul_fwd/fp32/gpt-small/fc/real_time",
-         .unit = "us",
-         .times = {8000},
-         .n = 1,
-         .counters = "\"gflops\": 150.0, \"pct_peak\": 50.0"},
-        {.name = "memcpy/bytes:16777216/real_time",
-         .unit = "us",
-         .times = {1600},
-         .n = 1,
-         .counters = "\"gbps\": 10.0, \"size\": 16777216"},
-        {.name = "coll/all_reduce/fp32/native/W:2/bytes:16777216/iterations:5/manual_time",
-         .unit = "us",
-         .times = {2800},
-         .n = 1,
-         .counters = "\"size\": 16777216, \"count\": 4194304, \"time_us\": 2796.2, "
-                     "\"algbw\": 6.0, \"busbw\": 6.0, \"world\": 2"},
-        {.name = "coll/all_reduce/fp32/native/W:4/bytes:16777216/iterations:5/manual_time",
-         .unit = "us",
-         .times = {6300},
-         .n = 1,
-         .counters = "\"size\": 16777216, \"count\": 4194304, \"time_us\": 6291.5, "
-                     "\"algbw\": 2.6666666666666665, \"busbw\": 4.0, \"world\": 4"},
-    };
-    sl_fake_results(path, "host-a", runs, 5);
+    sl_fake_results(path, "host-a", sl_sample_runs, SL_SAMPLE_RUNS);
 }
 
 static void test_report_writes_markdown_and_gnuplot_inputs(void **state) {
@@ -118,30 +121,9 @@ static void test_report_of_several_files_holds_the_runs_of_each(void **state) {
     char a[4096], b[4096], md[4096], staged[4096];
     snprintf(a, sizeof a, "%s/kernels.json", sl_dir);
     snprintf(b, sizeof b, "%s/collectives.json", sl_dir);
-    const sl_fake_run ra[] = {{.name = "peak/sgemm_f32/m:2048/n:2048/k:2048/real_time",
-                               .unit = "ms",
-                               .times = {55},
-                               .n = 1,
-                               .counters = "\"gflops\": 300.0"},
-                              {.name = "matmul_fwd/fp32/gpt-small/fc/real_time",
-                               .unit = "us",
-                               .times = {8000},
-                               .n = 1,
-                               .counters = "\"gflops\": 150.0, \"pct_peak\": 50.0"},
-                              {.name = "memcpy/bytes:16777216/real_time",
-                               .unit = "us",
-                               .times = {1600},
-                               .n = 1,
-                               .counters = "\"gbps\": 10.0, \"size\": 16777216"}};
-    const sl_fake_run rb[] = {
-        {.name = "coll/all_reduce/fp32/native/W:2/bytes:16777216/iterations:5/manual_time",
-         .unit = "us",
-         .times = {2800},
-         .n = 1,
-         .counters = "\"size\": 16777216, \"count\": 4194304, \"time_us\": 2796.2, "
-                     "\"algbw\": 6.0, \"busbw\": 6.0, \"world\": 2"}};
-    sl_fake_results(a, "host-a", ra, 3);
-    sl_fake_results(b, "host-b", rb, 1);
+    sl_fake_results(a, "host-a", sl_sample_runs, SL_SAMPLE_KERNEL_RUNS);
+    /* the W = 2 all_reduce alone */
+    sl_fake_results(b, "host-b", sl_sample_runs + SL_SAMPLE_KERNEL_RUNS, 1);
     char *args[] = {"report", a, b, "--dir", sl_dir};
     const int rc = sl_cli(args, 5);
     if (rc != 0) fail_msg("exit status %d; output:\n%s", rc, sl_out);

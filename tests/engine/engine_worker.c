@@ -15,6 +15,7 @@
 #include "common/param_file.h"
 #include "shardlab/data.h"
 #include "tests/engine/engine_harness.h"
+#include "tests/support/support.h"
 
 static sl_status ew_compile(sl_session *s, const sl_model_desc *model, const char *flags, int steps,
                             sl_plan **out) {
@@ -38,12 +39,7 @@ static sl_status ew_compile(sl_session *s, const sl_model_desc *model, const cha
 static sl_status ew_steps(sl_engine *e, const sl_plan *plan, int rank, double *losses) {
     sl_dataset *ds = NULL;
     SL_TRY(sl_dataset_open("default", SL_SPLIT_TRAIN, &ds));
-    sl_sampler_options so = sl_sampler_options_default();
-    so.seed = plan->seed;
-    so.world_size = plan->world_size;
-    so.micro_batch_size = plan->micro_batch_size;
-    so.grad_accum_steps = plan->grad_accum_steps;
-    so.seq_len = plan->seq_len;
+    sl_sampler_options so = sl_plan_sampler_options(plan);
     sl_sampler *sampler = NULL;
     sl_status st = sl_sampler_create(ds, &so, &sampler);
     const size_t bt = (size_t)plan->micro_batch_size * (size_t)plan->seq_len;
@@ -101,33 +97,6 @@ sl_status ew_train(sl_session *s, const sl_model_desc *model, const char *flags,
 }
 
 /* ---- observe: what the engine allocated and issued equals what the plan predicted ---------- */
-
-static const char *const ew_strategies[] = {
-    "",
-    "--use_fsdp --fsdp_sharding_strategy FULL_SHARD",
-    "--use_fsdp --fsdp_sharding_strategy FULL_SHARD --fsdp_use_orig_params false",
-    "--use_fsdp --fsdp_sharding_strategy FULL_SHARD --fsdp_backward_prefetch BACKWARD_PRE",
-    "--use_fsdp --fsdp_sharding_strategy SHARD_GRAD_OP",
-    "--use_fsdp --fsdp_sharding_strategy NO_SHARD",
-    "--use_fsdp --fsdp_sharding_strategy HYBRID_SHARD --num_machines 2",
-    "--use_fsdp --fsdp_sharding_strategy HYBRID_SHARD_ZERO2 --num_machines 2",
-    "--use_fsdp --fsdp_version 2 --fsdp_reshard_after_forward true",
-    "--use_fsdp --fsdp_version 2 --fsdp_reshard_after_forward false",
-    "--use_deepspeed --zero_stage 0",
-    "--use_deepspeed --zero_stage 1",
-    "--use_deepspeed --zero_stage 2",
-    "--use_deepspeed --zero_stage 3 --stage3_param_persistence_threshold 0",
-    "--use_deepspeed --zero_stage 3",
-    "--use_fsdp --fsdp_sharding_strategy FULL_SHARD --fsdp_offload_params true",
-    "--use_deepspeed --zero_stage 2 --offload_optimizer_device cpu",
-};
-
-static const char *const ew_precisions[] = {
-    "--mixed_precision no",
-    "--mixed_precision bf16",
-    "--mixed_precision fp16",
-    "--mixed_precision no --load_dtype bf16",
-};
 
 static int ew_same_collective(const sl_collective_record *a, const sl_collective_record *b) {
     return a->op == b->op && a->group == b->group && a->group_size == b->group_size &&
@@ -208,20 +177,20 @@ static int ew_observe(sl_session *s, int accum, const char *model_name, const ch
         return 2;
     }
     int bad = 0, runs = 0;
-    for (size_t i = 0; i < sizeof ew_strategies / sizeof *ew_strategies; i++) {
+    for (size_t i = 0; i < sl_ts_n_strategies; i++) {
         /* hybrid sharding's two groups need an even world */
-        if (strstr(ew_strategies[i], "num_machines") && sl_session_world_size(s) % 2) continue;
-        if (!ew_in_set(set, ew_strategies[i])) continue;
-        for (size_t j = 0; j < sizeof ew_precisions / sizeof *ew_precisions; j++) {
-            if (strcmp(precisions, "all") && !strstr(ew_precisions[j], precisions)) continue;
+        if (strstr(sl_ts_strategies[i], "num_machines") && sl_session_world_size(s) % 2) continue;
+        if (!ew_in_set(set, sl_ts_strategies[i])) continue;
+        for (size_t j = 0; j < sl_ts_n_precisions; j++) {
+            if (strcmp(precisions, "all") && !strstr(sl_ts_precisions[j], precisions)) continue;
             const bool ds_fp16 =
-                strstr(ew_strategies[i], "deepspeed") && strstr(ew_precisions[j], "fp16");
+                strstr(sl_ts_strategies[i], "deepspeed") && strstr(sl_ts_precisions[j], "fp16");
             char flags[512];
             snprintf(flags, sizeof flags,
                      "%s %s%s --gradient_accumulation_steps %d --micro_batch_size 2 --seq_len 16 "
                      "--seed 5 --deterministic true",
-                     ew_strategies[i], ew_precisions[j], ds_fp16 ? " --initial_scale_power 8" : "",
-                     accum);
+                     sl_ts_strategies[i], sl_ts_precisions[j],
+                     ds_fp16 ? " --initial_scale_power 8" : "", accum);
             sl_observation obs = {0};
             sl_plan *plan = NULL;
             if (ew_train(s, model, flags, 1, NULL, false, NULL, &obs, &plan) != SL_OK) {

@@ -50,12 +50,7 @@ static sl_status cm_train(sl_session *s, const char *flags, double *losses, sl_o
     sl_sampler *sampler = NULL;
     if (st == SL_OK) st = sl_dataset_open("default", SL_SPLIT_TRAIN, &ds);
     if (st == SL_OK) {
-        sl_sampler_options so = sl_sampler_options_default();
-        so.seed = plan->seed;
-        so.world_size = plan->world_size;
-        so.micro_batch_size = plan->micro_batch_size;
-        so.grad_accum_steps = plan->grad_accum_steps;
-        so.seq_len = plan->seq_len;
+        sl_sampler_options so = sl_plan_sampler_options(plan);
         st = sl_sampler_create(ds, &so, &sampler);
     }
     int32_t in[2 * 16], tg[2 * 16];

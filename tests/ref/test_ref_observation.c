@@ -13,32 +13,7 @@
 #include <string.h>
 
 #include "ref_harness.h"
-
-static const char *const strategies[] = {
-    "",
-    "--use_fsdp --fsdp_sharding_strategy FULL_SHARD",
-    "--use_fsdp --fsdp_sharding_strategy FULL_SHARD --fsdp_use_orig_params false",
-    "--use_fsdp --fsdp_sharding_strategy FULL_SHARD --fsdp_forward_prefetch true "
-    "--fsdp_backward_prefetch NO_PREFETCH",
-    "--use_fsdp --fsdp_sharding_strategy SHARD_GRAD_OP",
-    "--use_fsdp --fsdp_sharding_strategy NO_SHARD",
-    "--use_fsdp --fsdp_sharding_strategy HYBRID_SHARD --num_machines 2",
-    "--use_fsdp --fsdp_sharding_strategy HYBRID_SHARD_ZERO2 --num_machines 2",
-    "--use_fsdp --fsdp_version 2 --fsdp_reshard_after_forward true",
-    "--use_fsdp --fsdp_version 2 --fsdp_reshard_after_forward false",
-    "--use_deepspeed --zero_stage 0",
-    "--use_deepspeed --zero_stage 1",
-    "--use_deepspeed --zero_stage 2",
-    "--use_deepspeed --zero_stage 3 --stage3_param_persistence_threshold 0",
-    "--use_deepspeed --zero_stage 3",
-};
-
-static const char *const precisions[] = {
-    "--mixed_precision no",
-    "--mixed_precision bf16",
-    "--mixed_precision fp16",
-    "--mixed_precision no --load_dtype bf16",
-};
+#include "tests/support/support.h"
 
 static void print_collective(const char *who, int i, const sl_collective_record *c) {
     print_error("  %s[%d]: %s %s(%d) %s micro %d unit %d %s elements %lld bytes %lld\n", who, i,
@@ -98,17 +73,17 @@ static void test_observed_equals_predicted_every_strategy_and_precision_w4_k2(vo
     (void)state;
     sl_model_desc *model = harness_model();
     sl_ref_options opt = sl_ref_options_default();
-    for (size_t s = 0; s < sizeof strategies / sizeof strategies[0]; s++) {
-        for (size_t p = 0; p < sizeof precisions / sizeof precisions[0]; p++) {
+    for (size_t s = 0; s < sl_ts_n_strategies; s++) {
+        for (size_t p = 0; p < sl_ts_n_precisions; p++) {
             /* DeepSpeed's fp16 scale starts at 2^16 and would overflow this model's first step,
              * which then does no optimizer work to observe: start it lower. */
             const bool ds_fp16 =
-                strstr(strategies[s], "deepspeed") && strstr(precisions[p], "fp16");
+                strstr(sl_ts_strategies[s], "deepspeed") && strstr(sl_ts_precisions[p], "fp16");
             char flags[512];
             snprintf(flags, sizeof flags,
                      "%s %s%s --num_processes 4 --gradient_accumulation_steps 2 --max_steps 1 "
                      "--micro_batch_size 2 --seq_len 16 --seed 5",
-                     strategies[s], precisions[p], ds_fp16 ? " --initial_scale_power 8" : "");
+                     sl_ts_strategies[s], sl_ts_precisions[p], ds_fp16 ? " --initial_scale_power 8" : "");
             ref_result r;
             harness_run(model, flags, &opt, &r);
             assert_false(r.traj.steps[0].skipped);

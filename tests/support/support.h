@@ -101,4 +101,13 @@ char *sl_ts_shardlab_bin(void);
 /* This test executable's path. */
 char *sl_ts_self(void);
 
+/* ---- plan variants (plan_variants.c) ---- */
+
+/* Plan flags of every strategy variant (Accelerate's flags; "" is DDP) and every precision whose
+ * observed dtypes, collectives and memory must equal the plan's prediction. */
+extern const char *const sl_ts_strategies[];
+extern const size_t sl_ts_n_strategies;
+extern const char *const sl_ts_precisions[];
+extern const size_t sl_ts_n_precisions;
+
 #endif
